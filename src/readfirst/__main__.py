@@ -1,0 +1,3 @@
+from readfirst.cli import main
+
+main()

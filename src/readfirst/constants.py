@@ -1,0 +1,45 @@
+"""Every threshold and default in one place (as codeflash does), so a reviewer can audit them."""
+
+# --- [compare] defaults -------------------------------------------------------------------
+DEFAULT_ROUNDS = 5  # rounds in the first batch, and in every later batch
+DEFAULT_MAX_ROUNDS = 30
+DEFAULT_NOISE_THRESHOLD = 0.01  # relative change that counts as "no change"
+DEFAULT_ALPHA = 0.05  # family-wise error over all looks of one compare
+DEFAULT_WARMUP = 1  # unrecorded runs per side before the first round
+DEFAULT_MODE = "interleaved"  # or "duet"
+
+# --- statistics ---------------------------------------------------------------------------
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 20_170_422  # fixed so anyone can recompute a verdict from the raw samples
+MIN_ROUNDS_FOR_TEST = 4  # below this no rank test can reach significance
+HIGH_CV = 0.10  # warn when stddev/mean reaches this (pyperf's rule)
+OUTLIER_MODIFIED_Z = 3.5  # Iglewicz & Hoaglin; modified Z = 0.6745 (x - median) / MAD
+
+# --- integrity guards ---------------------------------------------------------------------
+PLAUSIBLE_RATIO = 3.0  # cand/base beyond 3x either way is "suspect", never "improved"
+BASELINE_DRIFT = 0.10  # flag a baseline this far from the journal's last one (same code, host)
+CRASH_TAIL_LINES = 50  # lines of output kept in a crash verdict
+
+# --- timeouts (seconds) -------------------------------------------------------------------
+DEFAULT_BUILD_TIMEOUT = 600
+DEFAULT_BENCH_TIMEOUT = 300
+DEFAULT_CHECKS_TIMEOUT = 300
+KILL_GRACE_SECONDS = 2.0  # SIGTERM, then SIGKILL after this
+
+# --- exit codes ---------------------------------------------------------------------------
+EXIT_OK = 0  # a verdict was reached (any verdict)
+EXIT_USAGE = 2  # usage or configuration error
+EXIT_BASE_FAILED = 3  # the base revision cannot be built or benchmarked
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+# --- layout -------------------------------------------------------------------------------
+STATE_DIR = ".readfirst"
+JOURNAL_FILE = "journal.db"
+# Files a candidate may never change, whatever the config says: the judge's own inputs.
+ALWAYS_PROTECTED = (
+    "readfirst.toml",
+    ".auto/**",
+    "autoresearch.sh",
+    "autoresearch.checks.sh",
+    "autoresearch.config.json",
+)

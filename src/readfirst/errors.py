@@ -1,0 +1,19 @@
+"""Errors that end a command with a documented exit code and a one-line message."""
+
+from readfirst.constants import EXIT_BASE_FAILED, EXIT_USAGE
+
+
+class ReadfirstError(Exception):
+    exit_code = 1
+
+
+class ConfigError(ReadfirstError):
+    """Bad input: config, revision, repository, command line. Exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class BaseFailedError(ReadfirstError):
+    """The base revision itself cannot be built or benchmarked. Exit 3."""
+
+    exit_code = EXIT_BASE_FAILED
