@@ -1,0 +1,301 @@
+"""`readfirst compare` and `readfirst bench`: the measurement engine, top to bottom.
+
+compare: resolve revisions -> scope/protected guard -> worktrees -> build both -> candidate
+checks -> warm-up -> sequential RMIT (or duet) rounds -> judge -> journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from readfirst import constants as C
+from readfirst import gitcli
+from readfirst.config import Spec
+from readfirst.errors import BaseFailedError, ConfigError
+from readfirst.guards import check_changes, protected_blobs
+from readfirst.journal import Journal
+from readfirst.judge import Evidence, early_verdict, judge_measurement, side_dict
+from readfirst.measure import Runner, Sample, Side, StepFailed, Tampering, duet_cpu_sets
+from readfirst.stats import plan_looks, sequential_compare, summarize
+from readfirst.workspace import Workspace
+
+# progress(message, rounds_done, rounds_max): the CLI draws it; None means quiet.
+Progress = Callable[[str, int | None, int | None], None]
+
+
+def _quiet(_msg: str, _done: int | None, _total: int | None) -> None:
+    pass
+
+
+@dataclass
+class Target:
+    """Where a target lives: its directory, the git repo around it, and the state directory."""
+
+    root: Path  # the directory holding readfirst.toml (or the autoresearch files)
+    repo: Path  # the git work tree containing it
+    rel: str  # root relative to repo, "" at the top
+
+    @classmethod
+    def at(cls, path: Path) -> Target:
+        root = path.resolve()
+        repo = gitcli.repo_root(root).resolve()
+        rel = root.relative_to(repo).as_posix()
+        return cls(root, repo, "" if rel == "." else rel)
+
+    def repo_patterns(self, patterns: list[str]) -> list[str]:
+        """Target-relative globs as repo-relative ones."""
+        return [f"{self.rel}/{p.lstrip('/')}" if self.rel else p for p in patterns]
+
+    def side(self, role: str, rev: str, commit: str, checkout: Path) -> Side:
+        tree = gitcli.tree_of(self.repo, commit)
+        workdir = checkout / self.rel if self.rel else checkout
+        return Side(role, rev, commit, tree, checkout, workdir)
+
+
+def _metric_info(spec: Spec, name: str | None) -> dict[str, Any]:
+    return {"name": name, "unit": spec.metric.unit, "direction": spec.metric.direction}
+
+
+def compare(
+    target: Target, base_rev: str, cand_rev: str, spec: Spec, progress: Progress = _quiet
+) -> dict[str, Any]:
+    # Validate everything that can be bad input before anything is written.
+    base_sha = gitcli.resolve_commit(target.repo, base_rev)
+    cand_sha = gitcli.resolve_commit(target.repo, cand_rev)
+    plan = plan_looks(spec.compare.rounds, spec.compare.max_rounds, spec.compare.alpha)
+    if not plan.active_looks:
+        raise ConfigError(
+            f"[compare] max_rounds = {spec.compare.max_rounds} is too few: the exact rank test "
+            f"cannot reach alpha = {spec.compare.alpha} over the planned looks {plan.looks}; "
+            "raise max_rounds (10 or more)"
+        )
+    cpu_sets = None
+    if spec.compare.mode == "duet":
+        cpu_sets = duet_cpu_sets()
+        if cpu_sets is None:
+            raise ConfigError("[compare] mode = 'duet' needs at least 2 usable CPUs")
+
+    ws = Workspace(target.root)
+    ws.ensure()
+    journal = Journal(ws.journal_path)
+    run_id = journal.start_run("compare", target.root, spec.model_dump(), spec.metric.name)
+    run_dir = ws.run_dir(run_id)
+    meta = {
+        "run_id": run_id,
+        "mode": spec.compare.mode,
+        "base_rev": base_rev,
+        "cand_rev": cand_rev,
+        "base_commit": base_sha,
+        "cand_commit": cand_sha,
+        "logs": str(run_dir),
+    }
+    for role, rev, sha in (("base", base_rev, base_sha), ("cand", cand_rev, cand_sha)):
+        tree = gitcli.tree_of(target.repo, sha)
+        journal.add_revision(run_id, role, rev, sha, tree, str(ws.slot_path(role)))
+    try:
+        result = _compare_run(target, ws, journal, run_id, run_dir, spec, progress,
+                              (base_rev, base_sha), (cand_rev, cand_sha), cpu_sets)
+    except BaseFailedError as e:
+        journal.finish_run(run_id, "error", error=str(e))
+        raise
+    except BaseException as e:  # Ctrl-C, SIGTERM, bugs: the run is marked, never left running
+        journal.finish_run(run_id, "interrupted", error=type(e).__name__)
+        raise
+    finally:
+        journal.close()
+    return {**result, **meta}
+
+
+def _compare_run(
+    target: Target,
+    ws: Workspace,
+    journal: Journal,
+    run_id: int,
+    run_dir: Path,
+    spec: Spec,
+    progress: Progress,
+    base: tuple[str, str],
+    cand: tuple[str, str],
+    cpu_sets: tuple[set[int], set[int]] | None,
+) -> dict[str, Any]:
+    metric = _metric_info(spec, spec.metric.name)
+    protected = target.repo_patterns(spec.protected_patterns())
+    scope = target.repo_patterns(spec.target.scope or ([] if not target.rel else ["**"]))
+    changed = gitcli.changed_files(target.repo, base[1], cand[1])
+    refusal = check_changes(changed, protected, scope)
+    if refusal:
+        result = early_verdict(
+            "refused", refusal.reason(), metric, ["protected" if refusal.protected else "scope"],
+            files=[*refusal.protected, *refusal.out_of_scope],
+        )
+        journal.finish_run(run_id, "done", verdict="refused", result=result)
+        return result
+
+    with ws.lock_slot("base"), ws.lock_slot("cand"):
+        progress("checking out worktrees", None, None)
+        b = target.side("base", base[0], base[1], ws.checkout("base", base[1]))
+        c = target.side("cand", cand[0], cand[1], ws.checkout("cand", cand[1]))
+        runner = Runner(spec, journal, run_id, run_dir, [b, c],
+                        protected_blobs(target.repo, base[1], protected))
+        try:
+            result = _measure(runner, spec, b, c, progress, cpu_sets)
+        except Tampering as t:
+            result = early_verdict("refused", str(t), metric, ["tampering"], files=t.files)
+        except StepFailed as f:
+            if f.role == "base":
+                raise BaseFailedError(f"base {base[0]} cannot be measured: {f}") from None
+            verdict = "crash"
+            result = early_verdict(verdict, str(f), _metric_info(spec, runner.metric_name),
+                                   [f"{f.step}_failed"], tail=f.tail)
+    if result["base"]:
+        _flag_drift(journal, run_id, b.tree, result, result["base"]["median"], spec)
+    journal.finish_run(run_id, "done", verdict=result["verdict"], result=result)
+    return result
+
+
+def _measure(
+    runner: Runner,
+    spec: Spec,
+    b: Side,
+    c: Side,
+    progress: Progress,
+    cpu_sets: tuple[set[int], set[int]] | None,
+) -> dict[str, Any]:
+    cfg = spec.compare
+    progress(f"building base {b.rev}", None, None)
+    runner.build(b)
+    progress(f"building candidate {c.rev}", None, None)
+    runner.build(c)
+    checks = runner.checks(c)
+    if checks is not None and not checks.ok:
+        flags = ["checks_failed"]
+        base_checks = runner.checks(b)
+        if base_checks is not None and not base_checks.ok:
+            flags.append("base_checks_fail_too")
+        reason = f"candidate checks failed ({'timeout' if checks.timed_out else checks.exit_code})"
+        return early_verdict("checks_failed", reason, _metric_info(spec, runner.metric_name),
+                             flags, tail=checks.tail(50))
+    progress("warming up", None, None)
+    runner.warmup([b, c] if runner.rng.random() < 0.5 else [c, b])
+
+    walls: dict[str, list[float]] = {"base": [], "cand": []}
+    metrics: dict[str, list[dict[str, float]]] = {"base": [], "cand": []}
+
+    def draw_round() -> tuple[float, float]:
+        rnd = len(walls["base"])
+        progress("benchmark rounds", rnd, cfg.max_rounds)
+        if cpu_sets is not None:
+            sb, sc = runner.duet_round(rnd, b, c, cpu_sets)
+        else:
+            sb, sc = runner.interleaved_round(rnd, b, c)
+        _keep(walls, metrics, sb, sc)
+        return sb.value, sc.value
+
+    seq = sequential_compare(
+        draw_round,
+        rounds=cfg.rounds,
+        max_rounds=cfg.max_rounds,
+        alpha=cfg.alpha,
+        noise_threshold=cfg.noise_threshold,
+        direction=spec.metric.direction,
+    )
+    progress("benchmark rounds", len(seq.base), cfg.max_rounds)
+    plan = plan_looks(cfg.rounds, cfg.max_rounds, cfg.alpha)
+    return judge_measurement(
+        Evidence(
+            metric=_metric_info(spec, runner.metric_name),
+            direction=spec.metric.direction,
+            noise_threshold=cfg.noise_threshold,
+            alpha_look=plan.alpha_per_look,
+            plausible_ratio=cfg.plausible_ratio,
+            seq=seq,
+            wall_base=walls["base"],
+            wall_cand=walls["cand"],
+            secondary_base=metrics["base"],
+            secondary_cand=metrics["cand"],
+        )
+    )
+
+
+def _keep(walls: dict[str, list[float]], metrics: dict[str, list[dict[str, float]]],
+          sb: Sample, sc: Sample) -> None:
+    walls["base"].append(sb.wall)
+    walls["cand"].append(sc.wall)
+    metrics["base"].append(sb.metrics)
+    metrics["cand"].append(sc.metrics)
+
+
+def _flag_drift(journal: Journal, run_id: int, tree: str, result: dict[str, Any],
+                median: float | None, spec: Spec) -> None:
+    """Flag a baseline far from the journal's last baseline of the same tree on this host."""
+    name = result["metric"]["name"]
+    previous = journal.last_baseline(tree, name, run_id) if name and median else []
+    if not previous or median is None:
+        return
+    before = summarize(previous).median
+    drift = median / before - 1
+    result["baseline_previous_median"] = before
+    if abs(drift) > spec.compare.baseline_drift:
+        result["flags"] = sorted({*result["flags"], "baseline_drift"})
+        result["reason"] += (
+            f"; note: the base median moved {drift:+.1%} from the last measurement of the same "
+            "code on this machine"
+        )
+
+
+def result_cv(samples: list[Sample]) -> float:
+    return summarize([s.value for s in samples]).cv
+
+
+def bench(
+    target: Target, rev: str, spec: Spec, rounds: int, progress: Progress = _quiet
+) -> dict[str, Any]:
+    """Baseline rounds of one revision: build, warm-up, `rounds` runs, summary."""
+    sha = gitcli.resolve_commit(target.repo, rev)
+    ws = Workspace(target.root)
+    ws.ensure()
+    journal = Journal(ws.journal_path)
+    run_id = journal.start_run("bench", target.root, spec.model_dump(), spec.metric.name)
+    run_dir = ws.run_dir(run_id)
+    try:
+        with ws.lock_slot("base"):
+            side = target.side("base", rev, sha, ws.checkout("base", sha))
+            journal.add_revision(run_id, "base", rev, sha, side.tree, str(side.checkout))
+            protected = target.repo_patterns(spec.protected_patterns())
+            runner = Runner(spec, journal, run_id, run_dir, [side],
+                            protected_blobs(target.repo, sha, protected))
+            try:
+                progress(f"building {rev}", None, None)
+                runner.build(side)
+                runner.warmup([side])
+                samples = []
+                for rnd in range(rounds):
+                    progress("benchmark rounds", rnd, rounds)
+                    samples.append(runner.bench_once(side, "bench", rnd))
+            except (StepFailed, Tampering) as e:
+                raise BaseFailedError(f"{rev} cannot be measured: {e}") from None
+        result: dict[str, Any] = {
+            "metric": _metric_info(spec, runner.metric_name),
+            "rev": rev,
+            "commit": sha,
+            "rounds": rounds,
+            **side_dict([s.value for s in samples]),
+            "flags": ["high_cv"] if result_cv(samples) >= C.HIGH_CV else [],
+            "reason": "",
+            "run_id": run_id,
+            "logs": str(run_dir),
+        }
+        _flag_drift(journal, run_id, side.tree, result, result["median"], spec)
+        journal.finish_run(run_id, "done", result=result)
+        return result
+    except BaseFailedError as e:
+        journal.finish_run(run_id, "error", error=str(e))
+        raise
+    except BaseException as e:
+        journal.finish_run(run_id, "interrupted", error=type(e).__name__)
+        raise
+    finally:
+        journal.close()

@@ -1,0 +1,122 @@
+"""Every git call readfirst makes goes through this one module (the `git` CLI, no bindings)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from readfirst.errors import ConfigError
+
+# The special revision name meaning "HEAD plus the uncommitted changes of the working tree".
+WORKTREE = "WORKTREE"
+
+
+class GitError(RuntimeError):
+    pass
+
+
+def git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    """Run `git -C repo args...` and return stdout (stripped of the final newline)."""
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout.rstrip("\n")
+
+
+def repo_root(path: Path) -> Path:
+    """The top of the git work tree containing `path`; ConfigError when there is none."""
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such directory")
+    try:
+        top = git(path, "rev-parse", "--show-toplevel")
+    except GitError:
+        raise ConfigError(f"{path}: not a git repository (readfirst needs git history)") from None
+    return Path(top)
+
+
+def resolve_commit(repo: Path, rev: str) -> str:
+    """Full sha of `rev`; WORKTREE snapshots the uncommitted changes (see snapshot_worktree)."""
+    if rev == WORKTREE:
+        return snapshot_worktree(repo)
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except GitError:
+        raise ConfigError(f"unknown revision {rev!r} in {repo}") from None
+
+
+def snapshot_worktree(repo: Path) -> str:
+    """Commit HEAD plus the uncommitted (and untracked, not ignored) files without touching the
+    user's index or files: a private index file, `write-tree`, `commit-tree`."""
+    head = resolve_commit(repo, "HEAD")
+    with tempfile.TemporaryDirectory(prefix="readfirst-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(repo, "read-tree", head, env=env)
+        git(repo, "add", "-A", "--", ".", ":(exclude).readfirst", env=env)
+        tree = git(repo, "write-tree", env=env)
+    if tree == tree_of(repo, head):
+        return head  # nothing uncommitted: WORKTREE is HEAD
+    return git(
+        repo,
+        "commit-tree",
+        tree,
+        "-p",
+        head,
+        "-m",
+        "readfirst: snapshot of the uncommitted working tree",
+        env={
+            "GIT_AUTHOR_NAME": "readfirst",
+            "GIT_AUTHOR_EMAIL": "readfirst@localhost",
+            "GIT_COMMITTER_NAME": "readfirst",
+            "GIT_COMMITTER_EMAIL": "readfirst@localhost",
+        },
+    )
+
+
+def tree_of(repo: Path, commit: str) -> str:
+    return git(repo, "rev-parse", f"{commit}^{{tree}}")
+
+
+def changed_files(repo: Path, base: str, cand: str) -> list[str]:
+    """Paths that differ between two commits (renames count as delete + add)."""
+    out = git(repo, "diff", "--no-renames", "--name-only", "-z", base, cand)
+    return [p for p in out.split("\0") if p]
+
+
+def short(sha: str) -> str:
+    return sha[:12]
+
+
+def worktree_add(repo: Path, path: Path, commit: str) -> None:
+    git(repo, "worktree", "add", "--detach", "--force", str(path), commit)
+
+
+def worktree_checkout(path: Path, commit: str) -> None:
+    """Move an existing worktree to `commit`, discarding stray edits but keeping ignored build
+    outputs so the next build is incremental."""
+    git(path, "reset", "--hard", "--quiet", commit)
+    git(path, "clean", "-fdq")
+
+
+def worktree_remove(repo: Path, path: Path) -> None:
+    git(repo, "worktree", "remove", "--force", str(path), check=False)
+    git(repo, "worktree", "prune", check=False)
+
+
+def head_of(path: Path) -> str | None:
+    try:
+        return git(path, "rev-parse", "HEAD")
+    except GitError:
+        return None
+
+
+def is_clean(path: Path) -> bool:
+    return git(path, "status", "--porcelain", "--untracked-files=normal") == ""

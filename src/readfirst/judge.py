@@ -1,0 +1,172 @@
+"""The judge: statistics plus integrity guards -> one verdict with the numbers behind it.
+
+Verdicts: improved | regressed | no_change | inconclusive (from the statistics), and
+checks_failed | refused | crash | suspect (from the guards). `suspect` always overrides a
+statistical verdict: an implausible ratio, or the metric and readfirst's own wall-clock timing
+pointing in opposite directions, each significantly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from readfirst import constants as C
+from readfirst.stats import (
+    RatioTest,
+    SequentialResult,
+    paired_ratio_test,
+    summarize,
+)
+
+Verdict = Literal[
+    "improved",
+    "regressed",
+    "no_change",
+    "inconclusive",
+    "checks_failed",
+    "refused",
+    "crash",
+    "suspect",
+]
+VERDICTS: tuple[str, ...] = Verdict.__args__  # type: ignore[attr-defined]
+
+
+@dataclass
+class Evidence:
+    """Everything measured for one compare, as the judge needs it."""
+
+    metric: dict[str, Any]  # name, unit, direction
+    direction: Literal["higher", "lower"]
+    noise_threshold: float
+    alpha_look: float
+    plausible_ratio: float
+    seq: SequentialResult
+    wall_base: list[float]
+    wall_cand: list[float]
+    secondary_base: list[dict[str, float]] = field(default_factory=list)
+    secondary_cand: list[dict[str, float]] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+def side_dict(samples: list[float]) -> dict[str, Any]:
+    s = summarize(samples)
+    return {**s.to_dict(), "samples": list(samples)}
+
+
+def _is_better(ratio: float, direction: str) -> bool:
+    return ratio > 1 if direction == "higher" else ratio < 1
+
+
+def judge_measurement(ev: Evidence) -> dict[str, Any]:
+    """Verdict for a compare that built, passed its checks and produced samples on both sides."""
+    seq = ev.seq
+    test = seq.test
+    assert test is not None  # the caller only judges after at least one look
+    flags = list(ev.flags)
+    verdict: str = seq.decision
+    reason = _stat_reason(verdict, test, ev)
+
+    for role, samples in (("base", seq.base), ("cand", seq.cand)):
+        if summarize(samples).cv >= C.HIGH_CV:
+            flags.append(f"high_cv_{role}")
+
+    wall = paired_ratio_test(ev.wall_base, ev.wall_cand, ev.alpha_look)
+    bound = ev.plausible_ratio
+    if not (1 / bound <= test.ratio <= bound):
+        verdict = "suspect"
+        flags.append("implausible_ratio")
+        reason = (
+            f"cand/base ratio {test.ratio:.3f} is beyond the plausibility bound "
+            f"{bound:g}x: check the benchmark's parsing before trusting it"
+        )
+    elif verdict in ("improved", "regressed") and _wall_disagrees(test, wall, ev):
+        verdict = "suspect"
+        flags.append("wall_time_disagrees")
+        reason = (
+            f"the metric says {seq.decision} (ratio {test.ratio:.3f}) but readfirst's own "
+            f"timing of the benchmark says the opposite (wall ratio {wall.ratio:.3f}, "
+            f"p={wall.p_value:.3g})"
+        )
+
+    return {
+        "verdict": verdict,
+        "reason": reason,
+        "metric": ev.metric,
+        "ratio": test.ratio,
+        "change": test.ratio - 1,
+        "ci_low": test.ci_low,
+        "ci_high": test.ci_high,
+        "ci_level": test.ci_level,
+        "p_value": test.p_value,
+        "alpha_look": ev.alpha_look,
+        "rounds": test.n,
+        "base": side_dict(seq.base),
+        "cand": side_dict(seq.cand),
+        "wall": {"ratio": wall.ratio, "ci_low": wall.ci_low, "ci_high": wall.ci_high,
+                 "p_value": wall.p_value},
+        "secondary": _secondary(ev.secondary_base, ev.secondary_cand, ev.metric["name"]),
+        "flags": sorted(set(flags)),
+    }
+
+
+def _wall_disagrees(test: RatioTest, wall: RatioTest, ev: Evidence) -> bool:
+    """Metric significantly better while wall time is significantly longer, or the reverse."""
+    if wall.p_value >= ev.alpha_look:
+        return False
+    metric_better = _is_better(test.ratio, ev.direction)
+    wall_faster = wall.ci_high < 1
+    wall_slower = wall.ci_low > 1
+    return (metric_better and wall_slower) or (not metric_better and wall_faster)
+
+
+def _stat_reason(verdict: str, test: RatioTest, ev: Evidence) -> str:
+    pct = (test.ratio - 1) * 100
+    ci = f"{test.ci_level:.1%} CI [{test.ci_low:.4f}, {test.ci_high:.4f}]"
+    thr = f"±{ev.noise_threshold:.1%}"
+    if verdict in ("improved", "regressed"):
+        return f"{pct:+.2f}% (p={test.p_value:.3g} < {ev.alpha_look:.3g}; {ci} beyond {thr})"
+    if verdict == "no_change":
+        return f"{pct:+.2f}%, {ci} lies inside the noise threshold {thr}"
+    return (
+        f"{pct:+.2f}% after {test.n} rounds: p={test.p_value:.3g}, {ci} straddles {thr} "
+        "(more rounds, a quieter machine or duet mode may decide it)"
+    )
+
+
+def _secondary(
+    base: list[dict[str, float]], cand: list[dict[str, float]], primary: str
+) -> dict[str, dict[str, float | None]]:
+    """Median of every other metric per side, and their ratio (recorded, not judged)."""
+    out: dict[str, dict[str, float | None]] = {}
+    names = [n for n in (base[0] if base else {}) if n != primary]
+    for name in names:
+        b = [m[name] for m in base if name in m]
+        c = [m[name] for m in cand if name in m]
+        if not b or not c:
+            continue
+        bm, cm = summarize(b).median, summarize(c).median
+        out[name] = {"base_median": bm, "cand_median": cm, "ratio": cm / bm if bm else None}
+    return out
+
+
+def early_verdict(
+    verdict: str, reason: str, metric: dict[str, Any], flags: list[str], **extra: Any
+) -> dict[str, Any]:
+    """A verdict reached before (or instead of) statistics: refused, crash, checks_failed."""
+    return {
+        "verdict": verdict,
+        "reason": reason,
+        "metric": metric,
+        "ratio": None,
+        "change": None,
+        "ci_low": None,
+        "ci_high": None,
+        "ci_level": None,
+        "p_value": None,
+        "rounds": 0,
+        "base": None,
+        "cand": None,
+        "flags": sorted(set(flags)),
+        **extra,
+    }

@@ -1,0 +1,206 @@
+"""Running the steps of one compare: build, checks, warm-up and benchmark rounds.
+
+Every step is logged to disk and to the journal, and after every step the protected files of
+every checkout are re-hashed (tampering raises). Rounds run base and candidate in a random order
+(RMIT), or, in duet mode, at the same time on disjoint CPU sets.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from readfirst import constants as C
+from readfirst.config import Spec
+from readfirst.guards import tampered
+from readfirst.journal import Journal
+from readfirst.metrics import MetricParseError, parse_metrics
+from readfirst.process import RunningStep, StepResult
+
+
+@dataclass
+class Side:
+    role: str  # base | cand
+    rev: str  # as the user wrote it
+    commit: str
+    tree: str
+    checkout: Path  # worktree root
+    workdir: Path  # where commands run: the target's directory inside the checkout
+
+
+@dataclass(frozen=True)
+class Sample:
+    value: float  # the primary metric
+    metrics: dict[str, float]
+    wall: float  # seconds, timed by readfirst
+
+
+class StepFailed(Exception):
+    """A build/checks/bench step failed; `role` says whose, `tail` the end of its output."""
+
+    def __init__(self, role: str, step: str, reason: str, tail: str = "") -> None:
+        super().__init__(f"{role} {step}: {reason}")
+        self.role, self.step, self.reason, self.tail = role, step, reason, tail
+
+
+class Tampering(Exception):
+    def __init__(self, role: str, step: str, files: list[str]) -> None:
+        super().__init__(f"protected files changed during {role} {step}: {', '.join(files)}")
+        self.role, self.step, self.files = role, step, files
+
+
+class Runner:
+    def __init__(
+        self,
+        spec: Spec,
+        journal: Journal,
+        run_id: int,
+        run_dir: Path,
+        sides: list[Side],
+        expected_blobs: dict[str, str],
+    ) -> None:
+        self.spec = spec
+        self.journal = journal
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.sides = {s.role: s for s in sides}
+        self.expected = expected_blobs
+        self.metric_name = spec.metric.name  # fixed by the first base run when None
+        self.rng = random.Random(int.from_bytes(os.urandom(8), "little"))
+
+    # --- single steps --------------------------------------------------------------------
+
+    def _log_prefix(self, side: Side, step: str, rnd: int | None) -> Path:
+        return self.run_dir / (f"{side.role}-{step}" + (f"-{rnd:03d}" if rnd is not None else ""))
+
+    def _finish(self, side: Side, step: str, rnd: int | None, res: StepResult) -> int:
+        step_id = self.journal.add_step(self.run_id, side.role, step, rnd, res)
+        self.verify(side.role, step)
+        return step_id
+
+    def verify(self, role: str, step: str) -> None:
+        """Raise Tampering when any checkout's protected files changed."""
+        for s in self.sides.values():
+            bad = tampered(s.checkout, self.expected)
+            if bad:
+                raise Tampering(role if s.role == role else f"{role} (in {s.role})", step, bad)
+
+    def run(self, side: Side, step: str, cmd: str, timeout: float) -> StepResult:
+        res = RunningStep(cmd, side.workdir, self._log_prefix(side, step, None)).wait(timeout)
+        self._finish(side, step, None, res)
+        return res
+
+    def build(self, side: Side) -> StepResult | None:
+        if not self.spec.target.build:
+            return None
+        res = self.run(side, "build", self.spec.target.build, self.spec.target.build_timeout)
+        if not res.ok:
+            raise StepFailed(side.role, "build", _failure(res), res.tail(C.CRASH_TAIL_LINES))
+        return res
+
+    def checks(self, side: Side) -> StepResult | None:
+        if not self.spec.target.checks:
+            return None
+        return self.run(side, "checks", self.spec.target.checks, self.spec.target.checks_timeout)
+
+    # --- benchmark runs ------------------------------------------------------------------
+
+    def _start_bench(self, side: Side, step: str, rnd: int | None, cpus: set[int] | None):
+        if self.spec.metric.output_file:
+            (side.workdir / self.spec.metric.output_file).unlink(missing_ok=True)
+        prefix = self._log_prefix(side, step, rnd)
+        return RunningStep(self.spec.target.bench, side.workdir, prefix, cpus=cpus)
+
+    def _collect(self, side: Side, step: str, rnd: int | None, res: StepResult) -> Sample:
+        step_id = self._finish(side, step, rnd, res)
+        sample = self._parse(side, res)
+        if rnd is not None:
+            self.journal.add_sample(
+                self.run_id, rnd, side.role, self._position, sample.value, sample.metrics,
+                res.seconds, step_id,
+            )
+        return sample
+
+    def _parse(self, side: Side, res: StepResult) -> Sample:
+        tail = res.tail(C.CRASH_TAIL_LINES)
+        if not res.ok:
+            raise StepFailed(side.role, "bench", _failure(res), tail)
+        if self.spec.metric.output_file:
+            path = side.workdir / self.spec.metric.output_file
+            if not path.is_file():
+                raise StepFailed(side.role, "bench", f"no output file {path.name}", tail)
+            text = path.read_text(encoding="utf-8", errors="replace")
+        else:
+            text = res.stdout()
+        try:
+            metrics = parse_metrics(self.spec.metric.format, text)
+        except MetricParseError as e:
+            raise StepFailed(side.role, "bench", f"unreadable output: {e}", tail) from None
+        if self.metric_name is None:
+            if not metrics:
+                raise StepFailed(side.role, "bench", "no METRIC line in the output", tail)
+            self.metric_name = next(iter(metrics))
+            self.journal.set_metric(self.run_id, self.metric_name)
+        value = metrics.get(self.metric_name)
+        if value is None or not math.isfinite(value):
+            raise StepFailed(side.role, "bench", f"metric {self.metric_name!r} missing", tail)
+        if value <= 0:
+            raise StepFailed(
+                side.role, "bench", f"metric {self.metric_name!r} = {value} (must be > 0)", tail
+            )
+        return Sample(value, metrics, res.seconds)
+
+    def bench_once(self, side: Side, step: str, rnd: int | None = None) -> Sample:
+        self._position = 0
+        res = self._start_bench(side, step, rnd, None).wait(self.spec.target.bench_timeout)
+        return self._collect(side, step, rnd, res)
+
+    def warmup(self, order: list[Side]) -> None:
+        for i in range(self.spec.compare.warmup):
+            for side in order:
+                self.bench_once(side, f"warmup{i}")
+
+    def interleaved_round(self, rnd: int, base: Side, cand: Side) -> tuple[Sample, Sample]:
+        """One RMIT round: both sides, in a fresh random order."""
+        order = [base, cand]
+        self.rng.shuffle(order)
+        got: dict[str, Sample] = {}
+        for pos, side in enumerate(order):
+            self._position = pos
+            res = self._start_bench(side, "bench", rnd, None).wait(self.spec.target.bench_timeout)
+            got[side.role] = self._collect(side, "bench", rnd, res)
+        return got["base"], got["cand"]
+
+    def duet_round(
+        self, rnd: int, base: Side, cand: Side, cpu_sets: tuple[set[int], set[int]]
+    ) -> tuple[Sample, Sample]:
+        """One duet round: both sides at once on disjoint pinned CPUs, sets swapped at random."""
+        sets = list(cpu_sets)
+        self.rng.shuffle(sets)
+        started = {
+            side.role: (side, self._start_bench(side, "bench", rnd, cpus))
+            for side, cpus in ((base, sets[0]), (cand, sets[1]))
+        }
+        results = {role: (s, r.wait(self.spec.target.bench_timeout))
+                   for role, (s, r) in started.items()}
+        self._position = 0
+        got = {role: self._collect(s, "bench", rnd, res) for role, (s, res) in results.items()}
+        return got["base"], got["cand"]
+
+
+def duet_cpu_sets() -> tuple[set[int], set[int]] | None:
+    """Two disjoint halves of the CPUs this process may use; None with fewer than two."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half : 2 * half])
+
+
+def _failure(res: StepResult) -> str:
+    if res.timed_out:
+        return f"timed out after {res.seconds:.0f}s (process group killed)"
+    return f"exit code {res.exit_code}"

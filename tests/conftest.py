@@ -1,0 +1,146 @@
+"""Real git repositories with a tiny C program built by `cc`, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@localhost",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@localhost",
+}
+
+# `compute` is the code under test; WORK sets how long the benchmark runs (lower time_ms is
+# better). `--check` is the correctness test.
+PROGRAM = textwrap.dedent(
+    """\
+    #include <stdio.h>
+    #include <string.h>
+    #include <time.h>
+    #include "params.h"
+
+    long compute(long n) { long s = 0; for (long i = 0; i < n; i++) s += i; return s; }
+
+    int main(int argc, char **argv) {
+        if (argc > 1 && strcmp(argv[1], "--check") == 0) return compute(10) == 45 ? 0 : 1;
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        volatile double s = 0;
+        for (long i = 0; i < WORK; i++) s += i * 0.5;
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+        printf("running\\n");
+        printf("METRIC time_ms=%.4f\\n", ms * SCALE);
+        printf("METRIC work=%ld\\n", (long)WORK);
+        return 0;
+    }
+    """
+)
+
+MAKEFILE = textwrap.dedent(
+    """\
+    build/prog: src/prog.c src/params.h
+    \tmkdir -p build
+    \t$(CC) -O2 -o build/prog src/prog.c
+    """
+)
+
+TOML = textwrap.dedent(
+    """\
+    [target]
+    build = "make"
+    bench = "./autoresearch.sh"
+    checks = "./autoresearch.checks.sh"
+    build_timeout = 60
+    bench_timeout = 20
+    checks_timeout = 20
+    protected = ["autoresearch.sh", "autoresearch.checks.sh", "tests/**"]
+    scope = ["src/**"]
+
+    [metric]
+    name = "time_ms"
+    direction = "lower"
+    unit = "ms"
+
+    [compare]
+    rounds = 5
+    max_rounds = 20
+    noise_threshold = 0.02
+    warmup = 1
+    """
+)
+
+BASE_WORK = 6_000_000
+
+
+def params(work: int = BASE_WORK, scale: float = 1.0) -> str:
+    return f"#define WORK {work}L\n#define SCALE {scale}\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+    ).stdout.strip()
+
+
+def write(repo: Path, rel: str, text: str, executable: bool = False) -> None:
+    path = repo / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if executable:
+        path.chmod(0o755)
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def make_target(repo: Path, toml: str = TOML) -> Path:
+    repo.mkdir(parents=True, exist_ok=True)
+    git(repo, "init", "-q")
+    write(repo, "src/prog.c", PROGRAM)
+    write(repo, "src/params.h", params())
+    write(repo, "Makefile", MAKEFILE)
+    write(repo, ".gitignore", "build/\n")
+    write(repo, "autoresearch.sh", "#!/bin/sh\nexec ./build/prog\n", executable=True)
+    write(repo, "autoresearch.checks.sh", "#!/bin/sh\nexec ./build/prog --check\n", True)
+    write(repo, "tests/README", "protected test data\n")
+    if toml:
+        write(repo, "readfirst.toml", toml)
+    commit(repo, "base")
+    return repo
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    return make_target(tmp_path / "target")
+
+
+def run_cli(*args: str, cwd: Path, check_json: bool = True, timeout: float = 300):
+    """Run the real `readfirst` CLI in a subprocess; returns (exit code, parsed JSON or None,
+    the CompletedProcess)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "readfirst", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    data = None
+    if check_json and "--json" in args and proc.stdout.strip():
+        data = json.loads(proc.stdout)
+    return proc.returncode, data, proc
