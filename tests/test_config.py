@@ -1,0 +1,109 @@
+"""Target spec: readfirst.toml, pi-autoresearch's .auto/ and flat files, and `readfirst init`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import BASE_WORK, commit, make_target, params, run_cli, write
+
+from readfirst.config import load_spec
+from readfirst.errors import ConfigError
+from readfirst.guards import check_changes, matches
+
+
+def test_toml_defaults_and_always_protected(target: Path) -> None:
+    spec = load_spec(target)
+    assert spec.target.build == "make" and spec.compare.alpha == 0.05
+    assert spec.compare.mode == "interleaved"
+    assert "readfirst.toml" in spec.protected_patterns()
+
+
+def test_flat_autoresearch_files_without_toml(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "t", toml="")
+    spec = load_spec(target)
+    assert spec.target.bench == "bash autoresearch.sh"
+    assert spec.target.checks == "bash autoresearch.checks.sh"
+    assert spec.metric.name is None and spec.metric.direction == "lower"
+    assert {"autoresearch.sh", "autoresearch.checks.sh"} <= set(spec.protected_patterns())
+
+
+def test_flat_layout_compare_takes_metric_from_first_metric_line(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "t", toml="")
+    # the flat scripts build for themselves, as autoresearch.sh usually does
+    write(target, "autoresearch.sh", "#!/bin/sh\nset -e\nmake -s >&2\nexec ./build/prog\n", True)
+    write(target, "autoresearch.checks.sh", "#!/bin/sh\nmake -s\nexec ./build/prog --check\n",
+          True)
+    commit(target, "self-building scripts")
+    write(target, "src/params.h", params(BASE_WORK // 2))
+    commit(target, "half")
+    code, r, proc = run_cli("compare", "HEAD~1", "HEAD", "--json", cwd=target)
+    assert code == 0, proc.stderr
+    assert r["metric"]["name"] == "time_ms"  # the first METRIC line
+    assert r["verdict"] == "improved"
+
+
+def test_pi_autoresearch_session_dir(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "t", toml="")
+    (target / ".auto").mkdir()
+    shutil.move(target / "autoresearch.sh", target / ".auto/measure.sh")
+    shutil.move(target / "autoresearch.checks.sh", target / ".auto/checks.sh")
+    write(target, ".auto/config.json", json.dumps(
+        {"name": "demo", "metricName": "work", "metricUnit": "iters", "bestDirection": "higher"}))
+    spec = load_spec(target)
+    assert spec.target.bench == "bash .auto/measure.sh"
+    assert spec.target.checks == "bash .auto/checks.sh"
+    assert (spec.metric.name, spec.metric.unit, spec.metric.direction) == (
+        "work", "iters", "higher")
+
+
+def test_bad_config_json_names_file_and_line(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "t", toml="")
+    write(target, "autoresearch.config.json", '{\n  "bestDirection": sideways\n}')
+    with pytest.raises(ConfigError, match=r"autoresearch.config.json:2: invalid JSON"):
+        load_spec(target)
+
+
+def test_glob_semantics() -> None:
+    assert matches("tests/a/b.c", ["tests/**"])
+    assert matches("tests/a.c", ["tests"])  # a directory pattern covers what is below it
+    assert matches("src/x.c", ["src/*.c"]) and not matches("src/sub/x.c", ["src/*.c"])
+    assert matches("src/sub/x.c", ["src/**/*.c"]) and matches("src/x.c", ["src/**/*.c"])
+    assert not matches("autoresearch.sh.bak", ["autoresearch.sh"])
+    refusal = check_changes(["src/a.c", "tests/t.c", "Makefile"], ["tests/**"], ["src/**"])
+    assert refusal is not None
+    assert refusal.protected == ("tests/t.c",) and refusal.out_of_scope == ("Makefile",)
+    assert check_changes(["src/a.c"], ["tests/**"], ["src/**"]) is None
+    assert check_changes(["anything.c"], ["tests/**"], []) is None  # no scope: anywhere
+
+
+def test_init_writes_a_commented_loadable_toml(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "t", toml="")
+    code, _, proc = run_cli("init", cwd=target)
+    assert code == 0, proc.stderr
+    text = (target / "readfirst.toml").read_text()
+    assert text.count("#") > 10
+    spec = load_spec(target)
+    assert spec.target.build == "make -j"
+    assert spec.target.bench == "./autoresearch.sh"
+    assert spec.target.scope == ["src/**"]
+    assert "tests/**" in spec.target.protected
+    # never overwrites without --force
+    code, _, proc = run_cli("init", cwd=target)
+    assert code == 2 and "exists" in proc.stderr
+    assert run_cli("init", "--force", cwd=target)[0] == 0
+
+
+def test_init_detects_cmake_and_pytest(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    write(root, "CMakeLists.txt", "project(x)\n")
+    write(root, "pyproject.toml", "[project]\nname='x'\n")
+    (root / "tests").mkdir()
+    code, _, proc = run_cli("init", cwd=root)
+    assert code == 0
+    text = (root / "readfirst.toml").read_text()
+    assert "cmake --build build" in text and 'checks = "python -m pytest -q"' in text
+    assert "bench: none found" in proc.stdout  # no benchmark was found, and it says so
