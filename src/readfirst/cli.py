@@ -99,9 +99,9 @@ def init(directory: Path, force: bool) -> None:
     from readfirst.init_spec import write_init
 
     path, notes = write_init(directory.resolve(), force=force)
-    out.print(f"wrote {path}")
+    click.echo(f"wrote {path}")
     for note in notes:
-        out.print(f"  note: {note}")
+        click.echo(f"  note: {note}")
 
 
 def _overrides(spec: Spec, **kw: Any) -> Spec:
