@@ -119,7 +119,7 @@ def _overrides(spec: Spec, **kw: Any) -> Spec:
 @cli.command()
 @click.argument("rev", default="HEAD")
 @target_option
-@click.option("--rounds", type=click.IntRange(min=2), help="Benchmark runs (default [compare] rounds).")
+@click.option("--rounds", type=click.IntRange(min=2), help="Runs (default: [compare] rounds).")
 @json_option
 def bench(rev: str, directory: Path, rounds: int | None, as_json: bool) -> None:
     """Baseline rounds of one revision (default HEAD; WORKTREE = uncommitted changes)."""
