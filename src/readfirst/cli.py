@@ -20,8 +20,8 @@ from readfirst.config import Spec, load_spec
 from readfirst.errors import ConfigError, ReadfirstError
 from readfirst.process import kill_all_live
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(e: ReadfirstError) -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import Any
 
@@ -51,17 +52,23 @@ class ProgressView:
         self.progress.update(self.task, description=message, completed=done or 0, total=total)
 
 
-def _num(x: float | None) -> str:
+def _decimals(x: float) -> int:
+    """Enough decimals for four significant digits of the typical value."""
+    return max(0, 3 - math.floor(math.log10(abs(x)))) if x else 2
+
+
+def _num(x: float | None, decimals: int | None = None) -> str:
     if x is None:
         return "-"
-    return f"{x:.4g}" if abs(x) < 1e5 else f"{x:.3e}"
+    return f"{x:.{_decimals(x) if decimals is None else decimals}f}"
 
 
 def _side_row(name: str, side: dict[str, Any]) -> list[str]:
+    d = _decimals(side["median"])
     return [
         name,
-        _num(side["median"]),
-        f"{_num(side['mean'])} ± {_num(side['stddev'])}",
+        _num(side["median"], d),
+        f"{_num(side['mean'], d)} ± {_num(side['stddev'], d)}",
         f"{side['cv']:.1%}",
         str(side["n"]),
         str(len(side["outliers"])),
