@@ -23,6 +23,7 @@ GIT_ENV = {
 PROGRAM = textwrap.dedent(
     """\
     #include <stdio.h>
+    #include <stdlib.h>
     #include <string.h>
     #include <time.h>
     #include "params.h"
@@ -38,7 +39,8 @@ PROGRAM = textwrap.dedent(
         clock_gettime(CLOCK_MONOTONIC, &b);
         double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
         printf("running\\n");
-        printf("METRIC time_ms=%.4f\\n", ms * SCALE);
+        const char *slow = getenv("TEST_SLOWDOWN");  /* the machine, not the code */
+        printf("METRIC time_ms=%.4f\\n", ms * SCALE * (slow ? atof(slow) : 1.0));
         printf("METRIC work=%ld\\n", (long)WORK);
         return 0;
     }
@@ -130,7 +132,8 @@ def target(tmp_path: Path) -> Path:
     return make_target(tmp_path / "target")
 
 
-def run_cli(*args: str, cwd: Path, check_json: bool = True, timeout: float = 300):
+def run_cli(*args: str, cwd: Path, check_json: bool = True, timeout: float = 300,
+            env: dict[str, str] | None = None):
     """Run the real `readfirst` CLI in a subprocess; returns (exit code, parsed JSON or None,
     the CompletedProcess)."""
     proc = subprocess.run(
@@ -139,6 +142,7 @@ def run_cli(*args: str, cwd: Path, check_json: bool = True, timeout: float = 300
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     data = None
     if check_json and "--json" in args and proc.stdout.strip():

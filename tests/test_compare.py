@@ -223,3 +223,15 @@ def test_bench_summarises_one_revision(target: Path) -> None:
     code, r2, _ = run_cli("bench", "HEAD", "--rounds", "4", "--json", cwd=target)
     assert code == 0
     assert r2["baseline_previous_median"] == pytest.approx(r["median"])
+
+
+def test_drifting_baseline_is_flagged(target: Path) -> None:
+    code, first, _ = run_cli("bench", "--rounds", "3", "--json", cwd=target)
+    assert code == 0 and "baseline_drift" not in first["flags"]
+    # same code, same machine, but the machine got 40 % slower since
+    code, r, proc = run_cli("compare", "HEAD", "HEAD", "--json", cwd=target,
+                            env={"TEST_SLOWDOWN": "1.4"})
+    assert code == 0, proc.stderr
+    assert "baseline_drift" in r["flags"]
+    assert r["baseline_previous_median"] == pytest.approx(first["median"])
+    assert "moved +" in r["reason"]
