@@ -1,0 +1,70 @@
+"""A candidate: one proposed change, as a diff against the baseline it was made for.
+
+Candidates are plain data (JSON-serialisable) so executors on other machines can carry them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from readfirst import gitcli
+
+COMMIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "readfirst",
+    "GIT_AUTHOR_EMAIL": "readfirst@localhost",
+    "GIT_COMMITTER_NAME": "readfirst",
+    "GIT_COMMITTER_EMAIL": "readfirst@localhost",
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str  # stable across runs: "fork:<name>@<sha12>", "patch:<file name>"
+    title: str
+    rationale: str
+    diff: str  # unified diff (git format), applied with `git apply --3way`
+    source: str  # the proposer: "forks", "patches", ...
+    provenance: tuple[str, ...] = field(default_factory=tuple)  # e.g. "fastfork@<sha>", "a.c:12"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["provenance"] = list(self.provenance)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        return cls(**{**d, "provenance": tuple(d.get("provenance", ()))})
+
+    def diff_hash(self) -> str:
+        return hashlib.sha256(self.diff.encode()).hexdigest()[:16]
+
+
+class ApplyError(Exception):
+    """The candidate's diff does not apply to the baseline (the reason is git's own words)."""
+
+
+def apply_candidate(worktree: Path, baseline: str, cand: Candidate) -> str:
+    """Reset `worktree` to `baseline`, apply the diff with a 3-way merge, commit; the commit sha.
+
+    The 3-way fallback resolves context drift the way `git cherry-pick` would when the diff's
+    preimage blobs are in the object store (forks are fetched, so theirs are).
+    """
+    gitcli.worktree_checkout(worktree, baseline)
+    patch = worktree.parent / f".{worktree.name}.patch"
+    patch.write_text(cand.diff if cand.diff.endswith("\n") else cand.diff + "\n")
+    try:
+        gitcli.git(worktree, "apply", "--3way", "--whitespace=nowarn", str(patch))
+    except gitcli.GitError as e:
+        gitcli.worktree_checkout(worktree, baseline)
+        raise ApplyError(str(e).removeprefix("git apply --3way --whitespace=nowarn ")) from None
+    finally:
+        patch.unlink(missing_ok=True)
+    gitcli.git(worktree, "add", "-A")
+    status = gitcli.git(worktree, "status", "--porcelain")
+    if not status:
+        raise ApplyError("the diff changes nothing on this baseline (already applied?)")
+    gitcli.git(worktree, "commit", "-q", "--no-verify", "-m", cand.title, env=COMMIT_IDENTITY)
+    return gitcli.git(worktree, "rev-parse", "HEAD")

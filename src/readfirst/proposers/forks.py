@@ -1,0 +1,264 @@
+"""The `forks` proposer: port the commits of competing projects, one candidate per commit.
+
+Each competitor (`[research] competitors`) is fetched into the target repository under
+`refs/readfirst/competitors/<name>`. With a shared history, the commits after the merge-base
+are offered with `--full-index` diffs, so `git apply --3way` merges them like cherry-pick
+would. With an unrelated history, each changed file is mapped onto the baseline's file with
+the longest common path suffix and the diff's paths are rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from readfirst import gitcli
+from readfirst.candidate import Candidate
+from readfirst.errors import ConfigError
+from readfirst.guards import matches
+from readfirst.proposers import ProposerContext
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+REF_PREFIX = "refs/readfirst/competitors/"
+DEFAULT_MAX_COMMITS = 200
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")
+_ENTRY_KEYS = {"name", "path", "url", "branch"}
+# Keep fetches from hanging forever on a stalled network (less than 1 byte/s for a minute).
+_FETCH_OPTS = ("-c", "http.lowSpeedLimit=1", "-c", "http.lowSpeedTime=60")
+_DIFF_OPTS = ("-c", "core.quotePath=false", "diff-tree", "-p", "--binary", "--full-index")
+
+
+@dataclass(frozen=True)
+class Competitor:
+    name: str
+    source: str  # what `git fetch` is given: an absolute path or a URL
+    branch: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return REF_PREFIX + self.name
+
+
+class ForksProposer:
+    """Offers the commits of the configured competitors, in the order of their history."""
+
+    name = "forks"
+
+    def __init__(self) -> None:
+        self._skipped: list[tuple[str, str, str]] = []
+
+    @property
+    def skipped(self) -> list[tuple[str, str, str]]:
+        return list(self._skipped)
+
+    def propose(self, ctx: ProposerContext) -> list[Candidate]:
+        self._skipped = []
+        competitors = parse_competitors(ctx.spec.research, ctx.root)
+        cap = ctx.spec.research.get("max_fork_commits", DEFAULT_MAX_COMMITS)
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise ConfigError(f"[research] max_fork_commits: expected an integer >= 0, got {cap!r}")
+        out: list[Candidate] = []
+        for comp in competitors:
+            try:
+                fetch(ctx.repo, comp)
+            except (gitcli.GitError, UnicodeDecodeError) as e:
+                self._skipped.append((f"fork:{comp.name}", comp.name, f"fetch failed: {e}"))
+                continue
+            out.extend(self._from_competitor(ctx, comp, cap))
+        return out
+
+    def _from_competitor(self, ctx: ProposerContext, comp: Competitor, cap: int) -> list[Candidate]:
+        repo = ctx.repo
+        base = gitcli.git(repo, "merge-base", ctx.baseline, comp.ref, check=False).strip()
+        fmt = "--format=%m%x1f%H%x1f%P%x1f%s%x1f%b"
+        if base:  # shared history: what the fork has and the baseline lacks
+            rng = ["--cherry-mark", "--right-only", f"{ctx.baseline}...{comp.ref}"]
+        else:
+            rng = [comp.ref]
+        log = gitcli.git(repo, "log", "-z", "--no-merges", "--reverse", fmt, *rng)
+        mapper = None if base else PathMapper(repo, ctx.baseline, scope_patterns(ctx))
+        out: list[Candidate] = []
+        for n, record in enumerate(r for r in log.split("\0") if r.strip()):
+            mark, sha, parents, subject, body = (record.strip("\n").split("\x1f", 4) + [""] * 4)[:5]
+            cand_id, title = f"fork:{comp.name}@{sha[:12]}", subject or sha[:12]
+            parent = parents.split()[0] if parents.split() else EMPTY_TREE
+            try:
+                if n >= cap:
+                    raise _Skip(f"cap: beyond [research] max_fork_commits = {cap}")
+                if mark == "=":
+                    raise _Skip("already upstream: a patch-equivalent commit is in the baseline")
+                diff = mapper.diff(parent, sha) if mapper else commit_diff(repo, parent, sha)
+                if not diff.strip():
+                    raise _Skip("empty diff: nothing to port")
+            except _Skip as s:
+                self._skipped.append((cand_id, title, str(s)))
+                continue
+            except UnicodeDecodeError:
+                self._skipped.append((cand_id, title, "the diff is not UTF-8 text"))
+                continue
+            note = f"ported from {comp.name} {sha[:12]}"
+            out.append(
+                Candidate(
+                    id=cand_id,
+                    title=title,
+                    rationale=f"{body.strip()}\n\n{note}" if body.strip() else note,
+                    diff=diff,
+                    source=self.name,
+                    provenance=(f"{comp.name}@{sha}",),
+                )
+            )
+        return out
+
+
+class _Skip(Exception):
+    """A commit that cannot be offered; the message is the reason."""
+
+
+def parse_competitors(research: dict[str, Any], root: Path) -> list[Competitor]:
+    """The `[research] competitors` list as Competitors; ConfigError naming a bad entry."""
+    raw = research.get("competitors")
+    if not raw:
+        raise ConfigError(
+            'no competitors configured: set [research] competitors = ["../fork", '
+            '{ name = "x", url = "https://..." }] in readfirst.toml'
+        )
+    if not isinstance(raw, list):
+        raise ConfigError(f"[research] competitors: expected a list, got {raw!r}")
+    out: list[Competitor] = []
+    for i, entry in enumerate(raw, 1):
+        where = f"[research] competitors entry {i}"
+        if isinstance(entry, str) and entry.strip():
+            name, location, branch = None, entry.strip(), None
+        elif isinstance(entry, dict):
+            unknown = sorted(set(entry) - _ENTRY_KEYS)
+            if unknown:
+                raise ConfigError(
+                    f"{where}: unknown key {unknown[0]!r} (expected name, path or url, branch)"
+                )
+            if ("path" in entry) == ("url" in entry):
+                raise ConfigError(f"{where}: expected exactly one of path or url, got {entry!r}")
+            for key in ("name", "path", "url", "branch"):
+                if key in entry and (not isinstance(entry[key], str) or not entry[key].strip()):
+                    raise ConfigError(
+                        f"{where}: {key}: expected a non-empty string, got {entry[key]!r}"
+                    )
+            name, branch = entry.get("name"), entry.get("branch")
+            location = (entry.get("path") or entry["url"]).strip()
+        else:
+            raise ConfigError(
+                f"{where}: expected a path, a git URL or a table "
+                f"{{name, path or url, branch}}, got {entry!r}"
+            )
+        if not _URL.match(location) or (isinstance(entry, dict) and "path" in entry):
+            location = str(root / Path(location).expanduser())
+        if name is None:
+            tail = re.split(r"[/:\\]", location.rstrip("/\\"))[-1].removesuffix(".git")
+            name = re.sub(r"[^A-Za-z0-9._-]", "-", tail).lstrip(".-")
+        name = name.strip()
+        if not _NAME.match(name) or ".." in name or name.endswith(".lock"):
+            raise ConfigError(
+                f"{where}: name {name!r}: expected letters, digits, '.', '_' or "
+                "'-' (set name = \"...\")"
+            )
+        if any(c.name == name for c in out):
+            raise ConfigError(f'{where}: duplicate competitor name {name!r} (set name = "...")')
+        out.append(Competitor(name, location, branch))
+    return out
+
+
+def fetch(repo: Path, comp: Competitor) -> None:
+    """Fetch the competitor's branch (or HEAD) into its ref under refs/readfirst/competitors."""
+    src = comp.branch or "HEAD"
+    gitcli.git(
+        repo, *_FETCH_OPTS, "fetch", "--quiet", "--no-tags", comp.source, f"+{src}:{comp.ref}"
+    )
+
+
+def commit_diff(repo: Path, parent: str, sha: str) -> str:
+    """The commit's change with full blob ids (the preimages make `apply --3way` a real merge).
+
+    Plumbing (`diff-tree`, no rename detection) so that user diff settings (noprefix, external
+    diff, color) do not leak in.
+    """
+    return gitcli.git(repo, *_DIFF_OPTS, parent, sha)
+
+
+def scope_patterns(ctx: ProposerContext) -> list[str]:
+    """The target's scope as repo-relative patterns; empty means everything."""
+    scope = ctx.spec.target.scope
+    return [f"{ctx.rel.rstrip('/')}/{p.lstrip('/')}" for p in scope] if ctx.rel else list(scope)
+
+
+class PathMapper:
+    """Maps a fork's paths onto the baseline's files by longest common path suffix."""
+
+    def __init__(self, repo: Path, baseline: str, scope: list[str]) -> None:
+        self.repo = repo
+        out = gitcli.git(repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree", baseline)
+        self.by_name: dict[str, list[str]] = {}
+        for path in out.split("\0"):
+            if path and (not scope or matches(path, scope)):
+                self.by_name.setdefault(path.rsplit("/", 1)[-1], []).append(path)
+
+    def map(self, path: str) -> str:
+        """The baseline file `path` corresponds to; _Skip naming the file when there is none."""
+        parts = path.split("/")
+        best, best_len = [], 0
+        for cand in self.by_name.get(parts[-1], []):
+            cparts = cand.split("/")
+            n = 0
+            while n < min(len(parts), len(cparts)) and parts[-1 - n] == cparts[-1 - n]:
+                n += 1
+            if n > best_len:
+                best, best_len = [cand], n
+            elif n == best_len:
+                best.append(cand)
+        if not best:
+            raise _Skip(f"{path}: no file of that name in the target (within scope)")
+        if len(best) > 1:
+            raise _Skip(f"{path}: ambiguous, could be {', '.join(sorted(best))}")
+        return best[0]
+
+    def diff(self, parent: str, sha: str) -> str:
+        """The commit's diff with every path rewritten to its baseline counterpart."""
+        names = gitcli.git(self.repo, "diff-tree", "-r", "-z", "--name-only", parent, sha)
+        paths = [p for p in names.split("\0") if p]
+        text = commit_diff(self.repo, parent, sha)
+        sections = re.split(r"(?m)^(?=diff --git )", text)
+        sections = [s for s in sections if s.startswith("diff --git ")]
+        if len(sections) != len(paths):
+            raise _Skip("cannot split the diff into its files")
+        return "".join(self._rewrite(s, p) for s, p in zip(sections, paths, strict=True))
+
+    def _rewrite(self, section: str, path: str) -> str:
+        new = self.map(path)
+        lines = section.splitlines(keepends=True)
+        if any(ln.startswith("new file mode") for ln in lines[:4]):
+            raise _Skip(f"{path}: new in the fork, but the target already has {new}")
+        tab = "\t" if " " in new else ""
+        lines[0] = f"diff --git {_quote('a/' + new)} {_quote('b/' + new)}\n"
+        for i, ln in enumerate(lines[1:], 1):
+            if ln.startswith(("@@", "GIT binary patch")):
+                break
+            if ln.startswith(("--- ", "+++ ")) and not ln.startswith(
+                ("--- /dev/null", "+++ /dev/null")
+            ):
+                side = "a/" if ln.startswith("---") else "b/"
+                lines[i] = f"{ln[:4]}{_quote(side + new)}{tab}\n"
+        return "".join(lines)
+
+
+# C-style escapes git uses for special characters in the paths of diff headers.
+_ESC = {chr(i): f"\\{i:03o}" for i in [*range(0x20), 0x7F]} | {
+    c: "\\" + e for c, e in zip('\a\b\t\n\v\f\r"\\', 'abtnvfr"\\', strict=True)
+}
+
+
+def _quote(path: str) -> str:
+    """A path as git writes it in diff headers (quoted when it has special characters)."""
+    if not any(c in _ESC for c in path):
+        return path
+    return '"' + "".join(_ESC.get(c, c) for c in path) + '"'
