@@ -60,8 +60,15 @@ def _metric_info(spec: Spec, name: str | None) -> dict[str, Any]:
 
 
 def compare(
-    target: Target, base_rev: str, cand_rev: str, spec: Spec, progress: Progress = _quiet
+    target: Target,
+    base_rev: str,
+    cand_rev: str,
+    spec: Spec,
+    progress: Progress = _quiet,
+    *,
+    slots: tuple[str, str] = ("base", "cand"),
 ) -> dict[str, Any]:
+    """Compare two revisions; `slots` names the two worktrees to use (one pair per worker)."""
     # Validate everything that can be bad input before anything is written.
     base_sha = gitcli.resolve_commit(target.repo, base_rev)
     cand_sha = gitcli.resolve_commit(target.repo, cand_rev)
@@ -94,10 +101,12 @@ def compare(
     }
     for role, rev, sha in (("base", base_rev, base_sha), ("cand", cand_rev, cand_sha)):
         tree = gitcli.tree_of(target.repo, sha)
-        journal.add_revision(run_id, role, rev, sha, tree, str(ws.slot_path(role)))
+        slot = slots[0] if role == "base" else slots[1]
+        journal.add_revision(run_id, role, rev, sha, tree, str(ws.slot_path(slot)))
     try:
         result = _compare_run(target, ws, journal, run_id, run_dir, spec, progress,
-                              (base_rev, base_sha), (cand_rev, cand_sha), cpu_sets)
+                              (base_rev, base_sha), (cand_rev, cand_sha), cpu_sets, slots)
+        result["timings"] = journal.step_seconds(run_id)
     except BaseFailedError as e:
         journal.finish_run(run_id, "error", error=str(e))
         raise
@@ -120,6 +129,7 @@ def _compare_run(
     base: tuple[str, str],
     cand: tuple[str, str],
     cpu_sets: tuple[set[int], set[int]] | None,
+    slots: tuple[str, str],
 ) -> dict[str, Any]:
     metric = _metric_info(spec, spec.metric.name)
     protected = target.repo_patterns(spec.protected_patterns())
@@ -134,10 +144,10 @@ def _compare_run(
         journal.finish_run(run_id, "done", verdict="refused", result=result)
         return result
 
-    with ws.lock_slot("base"), ws.lock_slot("cand"):
+    with ws.lock_slot(slots[0]), ws.lock_slot(slots[1]):
         progress("checking out worktrees", None, None)
-        b = target.side("base", base[0], base[1], ws.checkout("base", base[1]))
-        c = target.side("cand", cand[0], cand[1], ws.checkout("cand", cand[1]))
+        b = target.side("base", base[0], base[1], ws.checkout(slots[0], base[1]))
+        c = target.side("cand", cand[0], cand[1], ws.checkout(slots[1], cand[1]))
         runner = Runner(spec, journal, run_id, run_dir, [b, c],
                         protected_blobs(target.repo, base[1], protected))
         try:

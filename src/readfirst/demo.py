@@ -33,20 +33,22 @@ def commit_all(repo: Path, message: str) -> None:
     git(repo, *DEMO_IDENTITY, "commit", "-q", "-m", message)
 
 
-def make_demo_repo(directory: Path | None = None) -> Path:
-    """A git repo: commit 1 the naive kernels, commit 2 the two real fusions applied."""
+def make_demo(directory: Path | None = None) -> tuple[Path, Path]:
+    """`<dir>/target`: the naive kernels, one commit. `<dir>/fastfork`: a competing fork with
+    one commit per bundled patch (two real fusions, a slowdown, a broken kernel, a neutral
+    rename, and a benchmark edit that must be refused)."""
     if directory is None:
-        repo = Path(tempfile.mkdtemp(prefix="readfirst-demo-"))
+        root = Path(tempfile.mkdtemp(prefix="readfirst-demo-"))
     else:
-        repo = directory.resolve()
-        if repo.exists() and any(repo.iterdir()):
-            raise ConfigError(f"{repo}: not empty; the demo needs a new or empty directory")
-        repo.mkdir(parents=True, exist_ok=True)
-    _copy_target(repo)
-    git(repo, "init", "-q")
-    commit_all(repo, "Naive multi-pass kernels")
-    fusions = [p for p in demo_patches() if p.name.startswith(("01-", "02-"))]
-    for patch in fusions:
-        git(repo, "apply", str(patch))
-    commit_all(repo, "Fuse the passes of rmsnorm and softmax")
-    return repo
+        root = directory.resolve()
+        if root.exists() and any(root.iterdir()):
+            raise ConfigError(f"{root}: not empty; the demo needs a new or empty directory")
+        root.mkdir(parents=True, exist_ok=True)
+    target, fork = root / "target", root / "fastfork"
+    _copy_target(target)
+    git(target, "init", "-q")
+    commit_all(target, "Naive multi-pass kernels")
+    git(root, "clone", "-q", str(target), str(fork))
+    for patch in demo_patches():
+        git(fork, *DEMO_IDENTITY, "am", "-q", "--committer-date-is-author-date", str(patch))
+    return target, fork

@@ -65,6 +65,44 @@ CREATE TABLE IF NOT EXISTS samples (
     step_id INTEGER REFERENCES steps(id),
     PRIMARY KEY (run_id, round, role)
 );
+CREATE TABLE IF NOT EXISTS loop_runs (
+    id TEXT PRIMARY KEY,             -- the run id, also in the branch name readfirst/<id>
+    status TEXT NOT NULL,            -- running | done | interrupted
+    started REAL NOT NULL,
+    finished REAL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    target TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    base_commit TEXT NOT NULL,
+    baseline TEXT NOT NULL,          -- the current baseline: the branch head
+    options_json TEXT NOT NULL,      -- proposer, workers, limits: what --resume reuses
+    stop_reason TEXT,
+    report TEXT
+);
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY,
+    loop_id TEXT NOT NULL REFERENCES loop_runs(id),
+    seq INTEGER NOT NULL,            -- 1, 2, ... within the loop run
+    wave INTEGER NOT NULL,
+    kind TEXT NOT NULL,              -- explore | confirm
+    candidate_id TEXT NOT NULL,
+    candidate_json TEXT NOT NULL,    -- the Candidate, diff included
+    baseline TEXT NOT NULL,
+    worker TEXT,
+    pid INTEGER,
+    status TEXT NOT NULL,            -- running | finished | skipped | worker_died | cancelled
+    verdict TEXT,
+    outcome TEXT,                    -- kept | discarded | NULL (pending or not final)
+    reason TEXT,
+    result_json TEXT,                -- the compare verdict object
+    cand_commit TEXT,
+    landed_commit TEXT,
+    timings_json TEXT,
+    started REAL NOT NULL,
+    finished REAL,
+    UNIQUE (loop_id, seq)
+);
 CREATE INDEX IF NOT EXISTS samples_by_run ON samples(run_id, role);
 CREATE INDEX IF NOT EXISTS revisions_by_tree ON revisions(tree_sha);
 """
@@ -195,6 +233,16 @@ class Journal:
             "SELECT * FROM samples WHERE run_id = ? AND role = ? ORDER BY round",
             (run_id, role),
         ).fetchall()
+
+    def step_seconds(self, run_id: int) -> dict[str, float]:
+        """Seconds spent per kind of step (build, checks, warmup, bench), both sides summed."""
+        out: dict[str, float] = {}
+        for row in self.db.execute(
+            "SELECT step, seconds FROM steps WHERE run_id = ?", (run_id,)
+        ).fetchall():
+            kind = "warmup" if row["step"].startswith("warmup") else row["step"]
+            out[kind] = out.get(kind, 0.0) + row["seconds"]
+        return out
 
     def last_baseline(self, tree: str, metric: str, exclude_run: int) -> list[float]:
         """Samples of the most recent finished run on this host that measured `tree` (as base,

@@ -7,9 +7,11 @@ outputs, so the next build is incremental. The user's own working tree is never 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,6 +75,23 @@ class Workspace:
         path.parent.mkdir(parents=True, exist_ok=True)
         gitcli.worktree_add(self.repo, path, commit)
         return path
+
+    def kill_strays(self, slot: str) -> list[int]:
+        """Kill processes still running inside a slot's worktree (left by a worker that was
+        killed before it could clean up). Linux /proc; elsewhere a no-op."""
+        root = self.slot_path(slot).resolve()
+        killed = []
+        for proc_dir in Path("/proc").glob("[0-9]*"):
+            try:
+                cwd = (proc_dir / "cwd").readlink()
+            except OSError:
+                continue
+            pid = int(proc_dir.name)
+            if pid != os.getpid() and cwd.is_relative_to(root):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        return killed
 
     def slots(self) -> list[Path]:
         root = self.state / "worktrees"

@@ -1,0 +1,68 @@
+"""Executors run experiments: submit -> handle -> poll / wait -> result -> cancel.
+
+Jobs and results are plain JSON-serialisable data, so an executor on other machines (Ray,
+SkyPilot) can carry them; the local executor runs each job in a worker subprocess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Job:
+    exp_id: int
+    target_root: str  # the target's directory (holds readfirst.toml)
+    baseline: str  # commit sha
+    candidate: dict[str, Any]  # Candidate.to_dict()
+    spec: dict[str, Any]  # Spec.model_dump(): the judge's config travels with the job
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    exp_id: int
+    worker: str
+    # finished: a verdict was reached; skipped: the diff did not apply; base_failed: the
+    # baseline itself could not be measured; worker_died: no result came back
+    status: str
+    verdict: str | None = None
+    reason: str = ""
+    result: dict[str, Any] | None = None  # the compare verdict object
+    cand_commit: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobResult:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Handle:
+    exp_id: int
+    worker: str
+    pid: int | None = None
+
+
+class Executor(Protocol):
+    workers: list[str]
+
+    def idle_workers(self) -> list[str]: ...
+
+    def submit(self, job: Job, worker: str) -> Handle: ...
+
+    def poll(self, handle: Handle) -> JobResult | None: ...
+
+    def wait_any(self, handles: list[Handle], timeout: float | None = None) -> list[JobResult]:
+        """Results of the handles that finished (at least one unless the timeout passed)."""
+        ...
+
+    def cancel(self, handle: Handle) -> None: ...
+
+    def close(self) -> None: ...

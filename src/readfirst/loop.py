@@ -1,0 +1,279 @@
+"""`readfirst run`: the optimisation loop, top to bottom.
+
+propose -> waves of up to W candidates, each compared against the current baseline on its own
+worker -> winners (best first) re-measured on a different worker, against the baseline as it is
+then (gains may not stack) -> a confirmed winner becomes a commit on `readfirst/<run-id>` and the
+new baseline -> next wave. Stops on --max-experiments, --max-time, --patience or when no
+candidates are left. The journal records every step, so `--resume` continues after a kill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from readfirst import gitcli
+from readfirst.candidate import COMMIT_IDENTITY, Candidate
+from readfirst.compare import Target
+from readfirst.config import Spec
+from readfirst.errors import BaseFailedError, ConfigError
+from readfirst.executors import Job, JobResult
+from readfirst.executors.local import LocalExecutor
+from readfirst.journal import Journal
+from readfirst.loop_journal import FINAL_STATUSES, LoopLog
+from readfirst.proposers import ProposerContext, get_proposer
+from readfirst.workspace import Workspace
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class LoopOptions:
+    proposer: str
+    workers: int = 2
+    max_experiments: int | None = None
+    max_time: float | None = None  # seconds; no new wave starts after it
+    patience: int | None = None  # stop after this many explored candidates in a row without a win
+    patches_dir: str | None = None
+    pin_cpus: bool = False
+    base: str = "HEAD"
+
+
+@dataclass
+class _Tried:
+    cand: Candidate
+    exp_id: int
+    result: JobResult
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
+
+
+def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bool = False,
+             say: Say = lambda _m: None) -> dict[str, Any]:
+    ws = Workspace(target.root)
+    # --- validate and propose before anything is written -------------------------------
+    journal: Journal | None = None
+    if resume:
+        if not ws.journal_path.exists():
+            raise ConfigError("nothing to resume: no run in this target yet")
+        journal = Journal(ws.journal_path)
+        log = LoopLog(journal)
+        row = log.get()
+        if row is None or row["status"] == "done":
+            journal.close()
+            raise ConfigError("nothing to resume: the last run finished (start a new one)")
+        if row["status"] == "running":
+            journal.close()
+            raise ConfigError(f"run {row['id']} is still running (pid {row['pid']})")
+        opts = LoopOptions(**json.loads(row["options_json"])["loop"])
+        base = row["base_commit"]
+    else:
+        assert opts is not None
+        base = gitcli.resolve_commit(target.repo, opts.base)
+    proposer = get_proposer(opts.proposer)
+    ctx = ProposerContext(repo=target.repo, root=target.root, rel=target.rel, baseline=base,
+                          spec=spec, state_dir=ws.state,
+                          options={"patches_dir": opts.patches_dir})
+    try:
+        candidates = proposer.propose(ctx)
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
+
+    # --- open or create the run -----------------------------------------------------------
+    if resume:
+        assert journal is not None and row is not None
+        loop_id, branch = row["id"], row["branch"]
+        log.reopen(loop_id)
+        baseline = row["baseline"]  # the journal is the truth; the branch follows it
+        gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", baseline)
+        say(f"resuming run {loop_id} at {gitcli.short(baseline)}")
+    else:
+        ws.ensure()
+        journal = Journal(ws.journal_path)
+        log = LoopLog(journal)
+        loop_id = new_run_id()
+        branch = f"readfirst/{loop_id}"
+        gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", base)
+        metric = {"name": spec.metric.name, "unit": spec.metric.unit,
+                  "direction": spec.metric.direction}
+        log.create(loop_id, target.root, branch, base,
+                   {"loop": asdict(opts), "metric": metric, "workers": opts.workers,
+                    "proposer": opts.proposer})
+        baseline = base
+        say(f"run {loop_id}: branch {branch} from {gitcli.short(base)}")
+    rows = log.experiments(loop_id)
+    recorded = {r["candidate_id"] for r in rows}
+    for cid, title, reason in proposer.skipped:
+        if cid not in recorded:
+            stub = Candidate(cid, title, "", "", proposer.name)
+            exp = log.start_experiment(loop_id, 0, "explore", stub, baseline, None, "skipped")
+            log.finish_experiment(exp, "skipped", reason=reason, outcome="discarded")
+    # wave 0 holds what the proposer itself skipped: recorded, but not an experiment
+    explore_rows = [r for r in rows if r["kind"] == "explore" and r["wave"] > 0
+                    and r["status"] in FINAL_STATUSES]
+    by_id = {c.id: c for c in candidates}
+    awaiting = [r for r in explore_rows if r["verdict"] == "improved" and r["outcome"] is None]
+    finished_ids = {r["candidate_id"] for r in rows if r["status"] in FINAL_STATUSES}
+    queue = [c for c in candidates if c.id not in finished_ids]
+    explored = len(explore_rows)
+    nonwins = _trailing_nonwins(explore_rows)
+    wave_no = max((r["wave"] for r in rows), default=0) + 1
+    say(f"{len(candidates)} candidates from {opts.proposer}, {len(queue)} to try, "
+        f"{len(proposer.skipped)} skipped")
+
+    executor = LocalExecutor(ws, ws.state / "loops" / loop_id / "jobs", opts.workers,
+                             opts.pin_cpus)
+    spec_data = spec.model_dump()
+    started = time.monotonic()
+    stop_reason = "no candidates left"
+
+    def run_wave(batch: list[tuple[Candidate, str]], kind: str) -> list[_Tried]:
+        """Submit each (candidate, worker) against the current baseline; wait for all."""
+        handles, cands = [], {}
+        for cand, worker in batch:
+            exp_id = log.start_experiment(loop_id, wave_no, kind, cand, baseline, worker)
+            job = Job(exp_id, str(target.root), baseline, cand.to_dict(), spec_data)
+            handle = executor.submit(job, worker)
+            log.set_pid(exp_id, handle.pid or 0)
+            handles.append(handle)
+            cands[exp_id] = cand
+            say(f"  [{worker}] {kind} #{exp_id}: {cand.title}")
+        tried = []
+        while handles:
+            for res in executor.wait_any(handles):
+                handles = [h for h in handles if h.exp_id != res.exp_id]
+                final = res.status in ("skipped", "worker_died")
+                log.finish_experiment(res.exp_id, res.status, verdict=res.verdict,
+                                      reason=res.reason, result=res.result,
+                                      cand_commit=res.cand_commit, timings=res.timings,
+                                      outcome="discarded" if final else None)
+                say(f"  [{res.worker}] #{res.exp_id} {res.verdict or res.status}: {res.reason}")
+                if res.status == "base_failed":
+                    raise BaseFailedError(res.reason)
+                tried.append(_Tried(cands[res.exp_id], res.exp_id, res))
+        return sorted(tried, key=lambda t: t.exp_id)
+
+    def confirm(winner: _Tried) -> bool:
+        """Re-measure a winner on another worker against the current baseline; land it."""
+        nonlocal baseline
+        others = [w for w in executor.workers if w != winner.result.worker] or executor.workers
+        (check,) = run_wave([(winner.cand, others[0])], "confirm")
+        res = check.result
+        if res.verdict != "improved" or res.result is None or res.cand_commit is None:
+            moved = "on the new baseline " if winner.result.result and \
+                winner.result.result.get("base_commit") != baseline else ""
+            why = f"not confirmed {moved}on {res.worker}: {res.verdict or res.status}"
+            log.discard([check.exp_id])
+            log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
+            return False
+        commit = _land_commit(target, winner.cand, res, baseline, loop_id, check.exp_id)
+        log.land(loop_id, [winner.exp_id, check.exp_id], commit)
+        gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", commit, baseline)
+        say(f"  kept: {winner.cand.title} ({res.reason.split(' (')[0]}) -> {gitcli.short(commit)}")
+        baseline = commit
+        return True
+
+    # --- the waves ----------------------------------------------------------------------
+    try:
+        for row in awaiting:  # winners a killed run found but had not confirmed yet
+            cand = by_id.get(row["candidate_id"]) or Candidate.from_dict(
+                json.loads(row["candidate_json"]))
+            prior = JobResult(row["id"], row["worker"] or "", "finished", row["verdict"],
+                              row["reason"] or "", json.loads(row["result_json"] or "null"))
+            nonwins = 0 if confirm(_Tried(cand, row["id"], prior)) else nonwins + 1
+        while queue:
+            if opts.max_experiments is not None and explored >= opts.max_experiments:
+                stop_reason = "max experiments"
+                break
+            if opts.max_time is not None and time.monotonic() - started >= opts.max_time:
+                stop_reason = "max time"
+                break
+            if opts.patience is not None and nonwins >= opts.patience:
+                stop_reason = "patience"
+                break
+            size = min(len(executor.workers), len(queue))
+            if opts.max_experiments is not None:
+                size = min(size, opts.max_experiments - explored)
+            batch, queue = queue[:size], queue[size:]
+            say(f"wave {wave_no}: {len(batch)} candidate(s) on {gitcli.short(baseline)}")
+            tried = run_wave(list(zip(batch, executor.workers, strict=False)), "explore")
+            explored += len(batch)
+            winners = [t for t in tried if t.result.verdict == "improved"]
+            for t in tried:
+                if t not in winners and t.result.status == "finished":
+                    log.discard([t.exp_id])
+            nonwins += len(tried) - len(winners)
+            for winner in sorted(winners, key=lambda t: _gain(t, spec), reverse=True):
+                nonwins = 0 if confirm(winner) else nonwins + 1
+            wave_no += 1
+    except KeyboardInterrupt:
+        executor.close()
+        log.finish(loop_id, "interrupted", "interrupted")
+        _write_report(log, ws, loop_id)
+        journal.close()
+        raise
+    except BaseFailedError as e:
+        stop_reason = f"baseline cannot be measured: {e}"
+    finally:
+        executor.close()
+    log.finish(loop_id, "done", stop_reason)
+    _write_report(log, ws, loop_id)
+    summary = log.summary(loop_id)
+    journal.close()
+    say(f"stopped: {stop_reason}")
+    return summary
+
+
+def _gain(t: _Tried, spec: Spec) -> float:
+    """How much better than the baseline, in the metric's direction (for ordering winners)."""
+    ratio = (t.result.result or {}).get("ratio") or 1.0
+    return ratio - 1 if spec.metric.direction == "higher" else 1 - ratio
+
+
+def _trailing_nonwins(explore_rows: list[Any]) -> int:
+    count = 0
+    for row in sorted(explore_rows, key=lambda r: r["seq"], reverse=True):
+        if row["outcome"] == "kept":
+            break
+        count += 1
+    return count
+
+
+def _land_commit(target: Target, cand: Candidate, res: JobResult, baseline: str,
+                 loop_id: str, exp_id: int) -> str:
+    """A commit on the baseline with the candidate's tree and the evidence in its message."""
+    r = res.result or {}
+    m = r.get("metric", {})
+    unit = f" {m['unit']}" if m.get("unit") else ""
+    lines = [
+        cand.title,
+        "",
+        f"{m.get('name')}: {r['base']['median']:.4g} -> {r['cand']['median']:.4g}{unit} "
+        f"({r['ratio'] - 1:+.2%}, {r['ci_level']:.1%} CI [{r['ci_low'] - 1:+.2%}, "
+        f"{r['ci_high'] - 1:+.2%}], p={r['p_value']:.3g}, {r['rounds']} rounds, "
+        f"confirmed on {res.worker})",
+    ]
+    if cand.provenance:
+        lines.append("Provenance: " + ", ".join(cand.provenance))
+    if cand.rationale:
+        lines += ["", cand.rationale.strip()]
+    lines += ["", f"readfirst run {loop_id}, experiment {exp_id}"]
+    tree = gitcli.tree_of(target.repo, res.cand_commit or "")
+    return gitcli.git(target.repo, "commit-tree", tree, "-p", baseline, "-m", "\n".join(lines),
+                      env=COMMIT_IDENTITY)
+
+
+def _write_report(log: LoopLog, ws: Workspace, loop_id: str) -> None:
+    from readfirst.report import write_report
+
+    out_dir = ws.state / "reports" / loop_id
+    _md, html = write_report(log.summary(loop_id), out_dir)
+    log.set_report(loop_id, str(html))

@@ -1,0 +1,165 @@
+"""`readfirst run` on a tiny C target: faults recorded and survived, kill -9 then --resume."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BASE_WORK, TOML, git, make_target, params, run_cli, write
+
+LOOP_TOML = TOML.replace("bench_timeout = 20", "bench_timeout = 4")
+
+
+def _patch(target: Path, rel: str, text: str) -> str:
+    """The diff that would change `rel` to `text`, leaving the target as it was."""
+    original = (target / rel).read_text()
+    write(target, rel, text)
+    diff = git(target, "diff", "--", rel) + "\n"
+    write(target, rel, original)
+    return diff
+
+
+@pytest.fixture
+def loop_target(tmp_path: Path) -> tuple[Path, Path]:
+    target = make_target(tmp_path / "target", LOOP_TOML)
+    prog = (target / "src/prog.c").read_text()
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "01-half-the-work.patch").write_text(
+        _patch(target, "src/params.h", params(BASE_WORK // 2)))
+    (patches / "02-double-the-work.patch").write_text(
+        _patch(target, "src/params.h", params(BASE_WORK * 2)))
+    (patches / "03-stale.patch").write_text(
+        _patch(target, "src/prog.c", prog.replace("long s = 0;", "long s = 0L;")).replace(
+            "-long compute", "-long kompute").replace(" long compute", " long kompute"))
+    (patches / "04-does-not-build.patch").write_text(
+        _patch(target, "src/prog.c", prog.replace("return s; }", "return s }")))
+    (patches / "05-hangs.patch").write_text(
+        _patch(target, "src/prog.c", prog.replace(
+            '#include "params.h"', '#include "params.h"\n#include <unistd.h>').replace(
+            "    struct timespec a, b;", "    sleep(600);\n    struct timespec a, b;")))
+    return target, patches
+
+
+def test_loop_records_every_fault_and_keeps_the_winner(loop_target: tuple[Path, Path]) -> None:
+    target, patches = loop_target
+    code, s, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
+                            "--workers", "2", "--json", cwd=target)
+    assert code == 0, proc.stderr
+    rows = {e["title"]: e for e in s["experiments"] if e["kind"] == "explore"}
+    assert rows["01-half-the-work"]["verdict"] == "improved"
+    assert rows["02-double-the-work"]["verdict"] == "regressed"
+    assert rows["03-stale"]["status"] == "skipped"
+    assert "does not apply" in rows["03-stale"]["reason"]
+    assert rows["04-does-not-build"]["verdict"] == "crash"
+    assert "build" in rows["04-does-not-build"]["reason"]
+    assert rows["05-hangs"]["verdict"] == "crash"
+    assert "timed out" in rows["05-hangs"]["reason"]
+    kept = [e for e in s["experiments"] if e["outcome"] == "kept"]
+    assert {e["title"] for e in kept} == {"01-half-the-work"}
+    assert s["stop_reason"] == "no candidates left"
+    assert git(target, "rev-parse", s["branch"]) == s["final_commit"] != s["base_commit"]
+    # worktrees are reused per worker, not multiplied per experiment
+    slots = sorted(p.name for p in (target / ".readfirst/worktrees").iterdir())
+    assert slots == ["w0-base", "w0-cand", "w1-base", "w1-cand"]
+    assert Path(s["report"]).is_file()
+
+
+def test_limits_stop_the_loop(loop_target: tuple[Path, Path]) -> None:
+    target, patches = loop_target
+    code, s, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
+                            "--workers", "1", "--max-experiments", "2", "--json", cwd=target)
+    assert code == 0, proc.stderr
+    assert s["stop_reason"] == "max experiments"
+    assert len([e for e in s["experiments"] if e["kind"] == "explore"]) == 2
+
+
+def _journal_rows(db_path: Path, sql: str) -> list[tuple]:
+    try:
+        with sqlite3.connect(db_path) as db:
+            return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_kill_9_mid_wave_then_resume_loses_nothing(loop_target: tuple[Path, Path]) -> None:
+    target, patches = loop_target
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
+         str(patches), "--workers", "2", "--json"],
+        cwd=target, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = target / ".readfirst/journal.db"
+    deadline = time.monotonic() + 120
+    # wave 1 is 01 (improved, then confirmed) and 02 (regressed); kill once 02 is finished
+    # and something else is still running
+    while time.monotonic() < deadline:
+        rows = _journal_rows(db_path, "SELECT status FROM experiments")
+        if any(r[0] == "finished" for r in rows) and any(r[0] == "running" for r in rows):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("never saw a finished and a running experiment together")
+    before = _journal_rows(
+        db_path, "SELECT id, candidate_id, kind, verdict, finished FROM experiments"
+                 " WHERE status = 'finished'")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    code, s, out = run_cli("run", "--resume", "--json", cwd=target)
+    assert code == 0, out.stderr
+    after = _journal_rows(db_path, "SELECT id, candidate_id, kind, verdict, finished"
+                                   " FROM experiments WHERE status = 'finished'")
+    # nothing finished before the kill was redone or changed
+    assert set(before) <= set(after)
+    explored = [e for e in s["experiments"] if e["kind"] == "explore"
+                and e["status"] != "cancelled"]
+    ids = [e["candidate_id"] for e in explored]
+    assert len(ids) == len(set(ids)) == 5  # every candidate tried exactly once to the end
+    cancelled = [e for e in s["experiments"] if e["status"] == "cancelled"]
+    assert cancelled, "the experiment cut off by the kill is marked and redone"
+    assert {e["title"] for e in s["experiments"] if e["outcome"] == "kept"} == {
+        "01-half-the-work"}
+    assert s["status"] == "done"
+
+
+def test_a_worker_that_dies_is_recorded_and_the_run_goes_on(
+        loop_target: tuple[Path, Path]) -> None:
+    target, patches = loop_target
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
+         str(patches), "--workers", "1", "--json"],
+        cwd=target, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    db_path = target / ".readfirst/journal.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        running = _journal_rows(db_path, "SELECT id, pid FROM experiments WHERE status ="
+                                         " 'running' AND pid > 0")
+        if running:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("no running experiment seen")
+    exp_id, pid = running[0]
+    subprocess.run(["kill", "-9", str(pid)], check=True)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    died = _journal_rows(db_path, f"SELECT status, reason FROM experiments WHERE id = {exp_id}")
+    assert died[0][0] == "worker_died"
+    assert "killed by signal 9" in died[0][1]
+    statuses = _journal_rows(db_path, "SELECT status FROM experiments WHERE kind = 'explore'")
+    assert len(statuses) == 5  # the others ran to the end
+
+
+def test_bad_loop_input(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "t")
+    code, _, proc = run_cli("run", "--proposer", "nope", cwd=target)
+    assert code == 2 and "unknown proposer 'nope'" in proc.stderr
+    code, _, proc = run_cli("run", "--proposer", "forks", cwd=target)
+    assert code == 2 and "competitors" in proc.stderr
+    code, _, proc = run_cli("run", "--resume", cwd=target)
+    assert code == 2 and "nothing to resume" in proc.stderr
