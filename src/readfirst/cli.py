@@ -1,4 +1,5 @@
-"""Command line: `readfirst init | bench | compare | demo | clean`.
+"""Command line: `readfirst init | bench | compare | run | status | report | export | demo |
+clean`.
 
 Exit codes: 0 a verdict was reached (any verdict), 2 usage or config error, 3 the base itself
 cannot be built or benchmarked, 130 interrupted.
@@ -176,28 +177,156 @@ def compare(
 
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to make the demo repository (default: a new temp dir).")
+              help="Where to make the demo (default: a new temp dir).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @json_option
-def demo(directory: Path | None, as_json: bool) -> None:
-    """Make the bundled example repository and compare its base with a real speedup."""
+def demo(directory: Path | None, workers: int, as_json: bool) -> None:
+    """Run the whole loop offline on the bundled C target and its competing fork."""
     from readfirst.compare import Target
-    from readfirst.compare import compare as run_compare
-    from readfirst.demo import make_demo_repo
-    from readfirst.render import print_compare
+    from readfirst.demo import make_demo
+    from readfirst.loop import LoopOptions, run_loop
 
-    repo = make_demo_repo(directory)
+    target_dir, fork = make_demo(directory)
     if not as_json:
-        out.print(f"demo repository: {repo}")
-        out.print("comparing HEAD~1 (naive kernels) with HEAD (fused rmsnorm + softmax)\n")
-    spec = load_spec(repo)
-    with _progress(not as_json or err.is_terminal) as view:
-        result = run_compare(Target.at(repo), "HEAD~1", "HEAD", spec, view.update)
-    result["demo_repo"] = str(repo)
+        out.print(f"demo target: {target_dir}\ncompeting fork: {fork}\n", markup=False)
+    spec = load_spec(target_dir)
+    opts = LoopOptions(proposer="forks", workers=workers)
+    summary = run_loop(Target.at(target_dir), spec, opts, say=_say(as_json))
+    summary["demo_dir"] = str(target_dir.parent)
+    _print_summary(summary, as_json)
+    if not as_json:
+        out.print(f"\nTry it yourself: cd {target_dir} && readfirst status", markup=False)
+
+
+def _say(as_json: bool):  # type: ignore[no-untyped-def]
+    def say(message: str) -> None:
+        if not as_json:
+            err.print(message, markup=False, highlight=False)
+    return say
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(summary, indent=2))
+        return
+    from readfirst.report.status import status_table
+
+    out.print(status_table(summary))
+    kept = [e for e in summary["experiments"] if e["outcome"] == "kept" and e["kind"] == "confirm"]
+    out.print(f"\n{len(kept)} kept on branch {summary['branch']} "
+              f"({summary['stop_reason']})", markup=False)
+    if summary.get("report"):
+        out.print(f"report: {summary['report']}", markup=False)
+
+
+@cli.command()
+@target_option
+@click.option("--proposer", type=str, help="forks | patches | a plugin's name.")
+@click.option("--patches", "patches_dir", type=click.Path(file_okay=False),
+              help="Directory of .patch/.diff files (proposer patches).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--max-experiments", type=click.IntRange(min=1))
+@click.option("--max-time", type=click.FloatRange(min=0), help="Seconds; no wave starts after.")
+@click.option("--patience", type=click.IntRange(min=1), help="Stop after K non-wins in a row.")
+@click.option("--pin-cpus", is_flag=True, help="Pin each worker to its own CPUs.")
+@click.option("--base", default="HEAD", show_default=True, help="Revision to start from.")
+@click.option("--resume", is_flag=True, help="Continue the last interrupted run.")
+@json_option
+def run(directory: Path, proposer: str | None, patches_dir: str | None, workers: int,
+        max_experiments: int | None, max_time: float | None, patience: int | None,
+        pin_cpus: bool, base: str, resume: bool, as_json: bool) -> None:
+    """The loop: propose, measure in parallel workers, keep real winners on a branch."""
+    from readfirst.loop import LoopOptions, run_loop
+
+    target, spec = _load(directory)
+    opts = None
+    if not resume:
+        if proposer is None:
+            raise ConfigError("--proposer is required (forks or patches), or use --resume")
+        if proposer == "patches" and not patches_dir:
+            raise ConfigError("--proposer patches needs --patches DIR")
+        opts = LoopOptions(proposer=proposer, workers=workers, max_experiments=max_experiments,
+                           max_time=max_time, patience=patience, pin_cpus=pin_cpus, base=base,
+                           patches_dir=str(Path(patches_dir).resolve()) if patches_dir else None)
+    summary = run_loop(target, spec, opts, resume=resume, say=_say(as_json))
+    _print_summary(summary, as_json)
+
+
+def _loop_summary(directory: Path, run_id: str | None) -> dict[str, Any]:
+    from readfirst.compare import Target
+    from readfirst.journal import Journal
+    from readfirst.loop_journal import LoopLog
+    from readfirst.workspace import Workspace
+
+    ws = Workspace(Target.at(directory).root)
+    if not ws.journal_path.exists():
+        raise ConfigError(f"{ws.state}: no journal yet (run `readfirst run` first)")
+    journal = Journal(ws.journal_path)
+    try:
+        log = LoopLog(journal)
+        row = log.get(run_id)
+        if row is None:
+            raise ConfigError(f"no run {run_id!r} in the journal" if run_id else "no runs yet")
+        return log.summary(row["id"])
+    finally:
+        journal.close()
+
+
+run_id_option = click.option("--run", "run_id", help="Run id (default: the latest).")
+
+
+@cli.command()
+@target_option
+@run_id_option
+@json_option
+def status(directory: Path, run_id: str | None, as_json: bool) -> None:
+    """The experiments of a run: verdict, change, CI, duration."""
+    from readfirst.report.status import status_rows, status_table
+
+    summary = _loop_summary(directory, run_id)
+    if as_json:
+        click.echo(json.dumps({**{k: v for k, v in summary.items() if k != "experiments"},
+                               "experiments": status_rows(summary)}, indent=2))
+        return
+    out.print(f"run {summary['run_id']} ({summary['status']}"
+              + (f", {summary['stop_reason']}" if summary["stop_reason"] else "") + ")",
+              markup=False)
+    out.print(status_table(summary))
+
+
+@cli.command()
+@target_option
+@run_id_option
+def report(directory: Path, run_id: str | None) -> None:
+    """Write the Markdown and self-contained HTML report of a run."""
+    from readfirst.compare import Target
+    from readfirst.report import write_report
+    from readfirst.workspace import Workspace
+
+    summary = _loop_summary(directory, run_id)
+    out_dir = Workspace(Target.at(directory).root).state / "reports" / summary["run_id"]
+    md, html = write_report(summary, out_dir)
+    click.echo(f"{md}\n{html}")
+
+
+@cli.command()
+@target_option
+@run_id_option
+@click.option("--format", "fmt", type=click.Choice(["pi-jsonl"]), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: standard output).")
+def export(directory: Path, run_id: str | None, fmt: str, output: Path | None) -> None:
+    """Export a run in another tool's format (pi-autoresearch's log.jsonl)."""
+    from readfirst.report.export import pi_jsonl
+
+    text = pi_jsonl(_loop_summary(directory, run_id))
+    if output is None:
+        click.echo(text, nl=False)
     else:
-        print_compare(out, result)
-        out.print(f"\nTry it yourself: cd {repo} && readfirst compare HEAD~1 HEAD")
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(output)
+        click.echo(f"wrote {output}")
 
 
 @cli.command()

@@ -1,0 +1,280 @@
+"""Run reports: `report.md` (+ `progress.svg`) and one self-contained `report.html`.
+
+Everything is derived from the plain run summary dict (`readfirst run --json`). jinja2 and
+matplotlib are imported only when a report is written, so `status`/`export` work without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from readfirst.report.status import (
+    PENDING,
+    better,
+    change_str,
+    ci_str,
+    duration,
+    experiments,
+    num,
+    result_label,
+    seconds_str,
+)
+
+__all__ = ["build_context", "funnel", "progress_svg", "write_report"]
+
+STAGES = ("apply", "build", "checks", "warmup", "bench")
+
+
+def _by_candidate(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped per candidate_id, in order of first appearance (rows in seq order)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for e in experiments(summary):
+        groups.setdefault(str(e.get("candidate_id") or f"seq{e.get('seq')}"), []).append(e)
+    return groups
+
+
+def _build_failed(e: dict[str, Any]) -> bool:
+    return e.get("verdict") == "crash" and "build_failed" in (e.get("flags") or [])
+
+
+def _built(e: dict[str, Any]) -> bool:
+    # A row without a verdict (skipped, queued, running, worker_died) has shown nothing built.
+    return e.get("verdict") not in (None, "refused") and not _build_failed(e)
+
+
+def funnel(summary: dict[str, Any]) -> dict[str, int]:
+    """Counts of distinct candidates: proposed, built, checks passed, faster, kept."""
+    counts = dict.fromkeys(("proposed", "built", "checks passed", "faster", "kept"), 0)
+    for rows in _by_candidate(summary).values():
+        counts["proposed"] += 1
+        counts["built"] += any(_built(e) for e in rows)
+        counts["checks passed"] += any(
+            _built(e) and e.get("verdict") != "checks_failed" for e in rows)
+        counts["faster"] += any(e.get("verdict") == "improved" for e in rows)
+        counts["kept"] += any(e.get("outcome") == "kept" for e in rows)
+    return counts
+
+
+def _median(side: dict[str, Any] | None) -> float | None:
+    return side.get("median") if side else None
+
+
+def _mean_sd(side: dict[str, Any] | None) -> str:
+    if not side or side.get("mean") is None:
+        return "–"
+    mean, sd = side["mean"], side.get("stddev")
+    d = max(0, 3 - math.floor(math.log10(abs(mean)))) if mean else 2
+    return num(mean, d) + ("" if sd is None else f" ± {num(sd, d)}")
+
+
+def _plain(text: str) -> str:
+    """Text for matplotlib, never parsed as mathtext."""
+    return text.replace("$", r"\$")
+
+
+def progress_svg(summary: dict[str, Any]) -> str:
+    """The progress plot as a standalone SVG document (matplotlib Figure, no pyplot/GUI)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    metric = summary.get("metric") or {}
+    name, unit = metric.get("name") or "metric", metric.get("unit") or ""
+    direction = "lower" if metric.get("direction") == "lower" else "higher"
+    rows = [e for e in experiments(summary) if e.get("status") == "finished"]
+    points = [(e["seq"], _median(e.get("cand")), e.get("outcome") == "kept") for e in rows
+              if _median(e.get("cand")) is not None]
+    rc = {"svg.fonttype": "path", "svg.hashsalt": "readfirst", "text.usetex": False}
+    with matplotlib.rc_context(rc):
+        fig = Figure(figsize=(8, 3.6), layout="constrained")
+        ax = fig.subplots()
+        if not points:
+            ax.text(0.5, 0.5, "no measurements yet", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=14, color="#666666")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            plain = [(s, m) for s, m, kept in points if not kept]
+            kept = [(s, m) for s, m, k in points if k]
+            if plain:
+                ax.plot(*zip(*plain, strict=True), "o", color="#7f8c9a", label="candidate median")
+            if kept:
+                ax.plot(*zip(*kept, strict=True), "*", color="#1a9850", markersize=14,
+                        markeredgecolor="#0b5a2c", label="kept", zorder=3)
+            first = next((e for e in experiments(summary) if _median(e.get("base")) is not None),
+                         None)
+            if first is not None:
+                xs, ys = [first["seq"]], [_median(first["base"])]
+                for s, m in kept:
+                    if s >= xs[0]:
+                        xs.append(s)
+                        ys.append(m)
+                xs.append(max(points[-1][0], xs[-1]))
+                ys.append(ys[-1])
+                ax.plot(xs, ys, drawstyle="steps-post", color="#2166ac", linewidth=1.8,
+                        label="best baseline")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(True, alpha=0.3)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        ax.set_xlabel("experiment (seq)")
+        ax.set_ylabel(_plain(f"{name} ({unit})" if unit else name))
+        ax.set_title(_plain(f"{name}: {direction} is better"), fontsize=10)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return buf.getvalue()
+
+
+def _stamp(ts: float | None) -> str:
+    if ts is None:
+        return "–"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _wall(summary: dict[str, Any]) -> tuple[float | None, bool]:
+    """Wall time of the run and whether it is only "so far" (no finish time yet)."""
+    start = summary.get("started")
+    if start is None:
+        return None, False
+    if summary.get("finished") is not None:
+        return max(0.0, summary["finished"] - start), False
+    stamps = [t for e in experiments(summary) for t in (e.get("started"), e.get("finished"))
+              if t is not None]
+    return (max(0.0, max(stamps) - start) if stamps else None), True
+
+
+def _stages(summary: dict[str, Any]) -> dict[str, Any]:
+    totals = dict.fromkeys(STAGES, 0.0)
+    exp_total = 0.0
+    for e in experiments(summary):
+        for key, secs in (e.get("timings") or {}).items():
+            if secs is None:
+                continue
+            if key == "total":
+                exp_total += secs
+            else:
+                totals[key] = totals.get(key, 0.0) + secs
+    stage_sum = sum(totals.values())
+    workers = max(1, int(summary.get("workers") or 1))
+    wall, so_far = _wall(summary)
+    orchestration = None if wall is None else max(0.0, wall - stage_sum / workers)
+    return {
+        "rows": [(k, seconds_str(v)) for k, v in totals.items()],
+        "stage_sum": seconds_str(stage_sum), "exp_total": seconds_str(exp_total),
+        "wall": seconds_str(wall) + (" (so far)" if so_far and wall is not None else ""),
+        "orchestration": seconds_str(orchestration), "workers": workers,
+    }
+
+
+def _row(e: dict[str, Any], direction: str) -> dict[str, Any]:
+    good = better(e.get("ratio"), direction)
+    return {
+        "seq": e.get("seq"), "wave": e.get("wave"), "kind": e.get("kind") or "",
+        "title": e.get("title") or "", "candidate_id": e.get("candidate_id") or "",
+        "source": e.get("source") or "", "result": result_label(e),
+        "outcome": e.get("outcome") or "", "reason": e.get("reason") or "",
+        "change": change_str(e.get("ratio")), "ci": ci_str(e.get("ci_low"), e.get("ci_high")),
+        "tone": {True: "good", False: "bad", None: ""}[good], "worker": e.get("worker") or "",
+        "duration": seconds_str(duration(e)), "provenance": ", ".join(e.get("provenance") or []),
+        "base": _mean_sd(e.get("base")), "cand": _mean_sd(e.get("cand")),
+        "commit": (e.get("landed_commit") or e.get("cand_commit") or "")[:10],
+    }
+
+
+def build_context(summary: dict[str, Any]) -> dict[str, Any]:
+    """Everything the templates show, already formatted (no plot)."""
+    metric = summary.get("metric") or {}
+    direction = "lower" if metric.get("direction") == "lower" else "higher"
+    winners, failures, pending = [], [], 0
+    for rows in _by_candidate(summary).values():
+        kept = [e for e in rows if e.get("outcome") == "kept"]
+        if kept:
+            kept.sort(key=lambda e: (e.get("kind") == "confirm", e.get("seq") or 0))
+            winners.append(_row(kept[-1], direction))
+        elif rows[-1].get("status") in PENDING:
+            pending += 1
+        else:
+            failures.append(_row(rows[-1], direction) | {"title": rows[0].get("title") or ""})
+    counts = funnel(summary)
+    wall, so_far = _wall(summary)
+    return {
+        "run_id": summary.get("run_id") or "?", "target": summary.get("target") or "",
+        "branch": summary.get("branch") or "", "status": summary.get("status") or "?",
+        "stop_reason": summary.get("stop_reason") or "", "proposer": summary.get("proposer"),
+        "workers": summary.get("workers"),
+        "metric": {"name": metric.get("name") or "metric", "unit": metric.get("unit") or "",
+                   "direction": direction},
+        "started": _stamp(summary.get("started")), "finished": _stamp(summary.get("finished")),
+        "duration": seconds_str(wall) + (" so far" if so_far and wall is not None else ""),
+        "base_commit": (summary.get("base_commit") or "")[:10],
+        "final_commit": (summary.get("final_commit") or "")[:10],
+        "funnel": list(counts.items()), "funnel_max": max(counts["proposed"], 1),
+        "funnel_line": " → ".join(f"{k} {v}" for k, v in counts.items()),
+        "winners": winners, "failures": failures, "pending": pending,
+        "stages": _stages(summary),
+        "rows": [_row(e, direction) for e in experiments(summary)],
+        "measured": any(e.get("status") == "finished" and _median(e.get("cand")) is not None
+                        for e in experiments(summary)),
+    }
+
+
+def _md_cell(value: object) -> str:
+    """A markdown table cell: no line breaks, pipes and angle brackets escaped."""
+    text = " ".join(str(value).split())
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", r"\|")
+
+
+@lru_cache(maxsize=1)
+def _env() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("readfirst.report", "templates"),
+        autoescape=lambda name: name is not None and ".html" in name,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["md"] = _md_cell
+    return env
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory and os.replace (honours the umask)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_report(summary: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write report.md (+ progress.svg next to it) and a self-contained report.html.
+
+    Each file is written to a temporary file in `out_dir` and moved into place. Returns
+    (markdown path, html path).
+    """
+    from markupsafe import Markup
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = build_context(summary)
+    svg = progress_svg(summary)
+    md = _env().get_template("report.md.j2").render(**ctx, plot_file="progress.svg")
+    inline = Markup(svg[svg.find("<svg"):])  # no XML declaration / DOCTYPE inside HTML
+    html = _env().get_template("report.html.j2").render(**ctx, plot_svg=inline)
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    _write_atomic(out_dir / "progress.svg", svg)
+    _write_atomic(md_path, md)
+    _write_atomic(html_path, html)
+    return md_path, html_path

@@ -1,0 +1,139 @@
+"""`readfirst status`: one row per experiment of a run summary, as a rich table or JSON rows.
+
+Also holds the small formatting helpers the reports share (change, CI, duration, numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from readfirst.render import VERDICT_STYLE
+
+PENDING = ("queued", "running")
+
+
+def num(x: float | None, decimals: int | None = None) -> str:
+    """A number with about four significant digits; "–" for None."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if decimals is None:
+        decimals = max(0, 3 - math.floor(math.log10(abs(x)))) if x else 2
+    return f"{x:.{decimals}f}"
+
+
+def pct(ratio: float | None) -> float | None:
+    """ratio - 1 in percent (None stays None)."""
+    return None if ratio is None else round((ratio - 1) * 100, 4)
+
+
+def change_str(ratio: float | None) -> str:
+    """Signed percentage change of a cand/base ratio, e.g. "+13.6 %"."""
+    return "–" if ratio is None else f"{(ratio - 1) * 100:+.1f} %"
+
+
+def ci_str(low: float | None, high: float | None) -> str:
+    """The CI of the ratio as a signed percentage range, e.g. "[+12.0, +15.0] %"."""
+    if low is None or high is None:
+        return "–"
+    return f"[{(low - 1) * 100:+.1f}, {(high - 1) * 100:+.1f}] %"
+
+
+def better(ratio: float | None, direction: str) -> bool | None:
+    """Whether the ratio means better for this metric direction (None when unknown/equal)."""
+    if ratio is None or ratio == 1:
+        return None
+    return ratio < 1 if direction == "lower" else ratio > 1
+
+
+def duration(exp: dict[str, Any]) -> float | None:
+    """Seconds an experiment took: finished - started, else its timings' total."""
+    start, end = exp.get("started"), exp.get("finished")
+    if start is not None and end is not None:
+        return max(0.0, end - start)
+    total = (exp.get("timings") or {}).get("total")
+    return float(total) if total is not None else None
+
+
+def seconds_str(s: float | None) -> str:
+    """Human duration: "11.6 s", "1 m 40 s", "2 h 03 m"."""
+    if s is None:
+        return "–"
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} m {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} m"
+
+
+def result_label(exp: dict[str, Any]) -> str:
+    """The verdict, or the row status when there is none (skipped, queued, worker_died...)."""
+    return exp.get("verdict") or exp.get("status") or "?"
+
+
+def experiments(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's experiment rows in seq order."""
+    return sorted(summary.get("experiments") or [], key=lambda e: e.get("seq") or 0)
+
+
+def status_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for `readfirst status --json`, in seq order.
+
+    `change`, `ci_low` and `ci_high` are relative changes in percent (ratio - 1) * 100, or None;
+    `duration` is in seconds.
+    """
+    rows = []
+    for e in experiments(summary):
+        d = duration(e)
+        rows.append({
+            "seq": e.get("seq"),
+            "candidate_id": e.get("candidate_id"),
+            "title": e.get("title") or "",
+            "source": e.get("source"),
+            "verdict": e.get("verdict"),
+            "outcome": e.get("outcome"),
+            "status": e.get("status"),
+            "change": pct(e.get("ratio")),
+            "ci_low": pct(e.get("ci_low")),
+            "ci_high": pct(e.get("ci_high")),
+            "duration": None if d is None else round(d, 3),
+            "worker": e.get("worker"),
+            "reason": e.get("reason") or "",
+        })
+    return rows
+
+
+def status_table(summary: dict[str, Any]) -> Table:
+    """A rich table of the run's experiments (titles are never read as rich markup)."""
+    metric = summary.get("metric") or {}
+    direction = metric.get("direction") or "higher"
+    table = Table(
+        title=Text(f"{summary.get('run_id', '?')}  {summary.get('status', '?')}"
+                   f"  ({metric.get('name') or 'metric'}, {direction} is better)"),
+        title_justify="left",
+    )
+    for col, justify in (("id", "right"), ("title", "left"), ("source", "left"),
+                         ("verdict", "left"), ("outcome", "left"), ("change", "right"),
+                         ("CI", "right"), ("duration (s)", "right"), ("worker", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for e in experiments(summary):
+        good = better(e.get("ratio"), direction)
+        d = duration(e)
+        label = result_label(e)
+        kind = " (confirm)" if e.get("kind") == "confirm" else ""
+        table.add_row(
+            str(e.get("seq", "")),
+            Text((e.get("title") or "") + kind),
+            Text(e.get("source") or ""),
+            Text(label, style=VERDICT_STYLE.get(label, "dim" if label in PENDING else "")),
+            Text(e.get("outcome") or "", style="bold green" if e.get("outcome") == "kept" else ""),
+            Text(change_str(e.get("ratio")),
+                 style={True: "green", False: "red", None: ""}[good]),
+            ci_str(e.get("ci_low"), e.get("ci_high")),
+            "–" if d is None else f"{d:.1f}",
+            Text(e.get("worker") or ""),
+        )
+    return table

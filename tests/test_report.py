@@ -1,0 +1,258 @@
+"""Reports from a run summary: markdown + SVG, self-contained HTML, pi log.jsonl, status rows."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from readfirst.report import build_context, funnel, write_report
+from readfirst.report.export import pi_jsonl
+from readfirst.report.status import status_rows, status_table
+
+DATA = Path(__file__).parent / "data" / "run_summary.json"
+
+
+@pytest.fixture
+def summary() -> dict[str, Any]:
+    return json.loads(DATA.read_text())
+
+
+@pytest.fixture
+def written(summary: dict[str, Any], tmp_path: Path) -> tuple[str, str, Path]:
+    md, html = write_report(summary, tmp_path / "out")
+    return md.read_text(), html.read_text(), tmp_path / "out"
+
+
+def _inline_svg(html: str) -> str:
+    start, end = html.index("<svg"), html.index("</svg>") + len("</svg>")
+    return html[start:end]
+
+
+def test_files_written_next_to_each_other(summary: dict[str, Any], tmp_path: Path) -> None:
+    md, html = write_report(summary, tmp_path / "a" / "b")
+    assert md == tmp_path / "a" / "b" / "report.md" and md.is_file()
+    assert html == tmp_path / "a" / "b" / "report.html" and html.is_file()
+    assert (md.parent / "progress.svg").is_file()
+    assert "](progress.svg)" in md.read_text()
+    write_report(summary, tmp_path / "a" / "b")  # overwriting works, leaves no temp files
+    assert sorted(p.name for p in md.parent.iterdir()) == [
+        "progress.svg", "report.html", "report.md"]
+
+
+def test_html_is_self_contained(written: tuple[str, str, Path]) -> None:
+    _, html, _ = written
+    assert "<svg" in html and "<style>" in html
+    for bad in ('src="http', 'href="http', "<script src", "<link", "<img", "@import"):
+        assert bad not in html, bad
+    assert not re.search(r"url\(\s*['\"]?(?!#)", html)  # only internal clip-path references
+    assert "<script" not in html
+
+
+def test_svgs_are_well_formed(written: tuple[str, str, Path]) -> None:
+    _, html, out = written
+    root = ET.parse(out / "progress.svg").getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert ET.fromstring(_inline_svg(html)).tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_header_and_sections(written: tuple[str, str, Path]) -> None:
+    md, html, _ = written
+    for text in (md, html):
+        assert "20261121-061500-ab12" in text
+        assert "/home/dev/llm-kernels" in text
+        assert "readfirst/20261121-061500-ab12" in text
+        assert "tok_s" in text and "tok/s" in text and "higher is better" in text
+        assert "no candidates left" in text
+        assert "1 m 02 s" in text  # wall time
+        for section in ("Progress", "Funnel", "Winners", "What didn't work and why",
+                        "Time per stage", "Experiments"):
+            assert section in text.replace("&#39;", "'"), section
+        assert "can exceed the wall time" in text  # 2 workers
+
+
+def test_funnel(summary: dict[str, Any], written: tuple[str, str, Path]) -> None:
+    assert funnel(summary) == {
+        "proposed": 7, "built": 5, "checks passed": 4, "faster": 2, "kept": 2}
+    md, html, _ = written
+    line = "proposed 7 → built 5 → checks passed 4 → faster 2 → kept 2"
+    assert line in md and line in html
+
+
+def test_winners(written: tuple[str, str, Path]) -> None:
+    md, html, _ = written
+    for text in (md, html):
+        winners = text[text.index("Winners"):text.index("What didn")]
+        assert "rmsnorm: fuse copy, sum of squares and scale into two passes" in winners
+        assert "softmax: fuse exp and sum, drop the scratch buffer" in winners
+        assert "+13.6 %" in winners and "[+12.0, +15.0] %" in winners  # the kept confirm row
+        assert "+4.8 %" in winners
+        assert "36.80 ± 0.40" in winners and "41.80 ± 0.50" in winners
+        assert "a53b587094" in winners  # landed commit, short
+        assert "matvec" not in winners
+
+
+def test_failures_list_every_other_candidate(written: tuple[str, str, Path]) -> None:
+    md, html, _ = written
+    for text in (md, html):
+        failed = text[text.index("What didn"):text.index("Time per stage")]
+        assert "changes protected files: autoresearch.sh" in failed  # the refused one
+        assert "diff did not apply" in failed and "skipped" in failed
+        for verdict in ("regressed", "checks_failed", "inconclusive", "refused"):
+            assert verdict in failed
+        assert "rmsnorm" not in failed
+
+
+def test_title_is_escaped(summary: dict[str, Any], tmp_path: Path) -> None:
+    evil = copy.deepcopy(summary)
+    evil["experiments"][7]["title"] = "bench: <script>alert(1)</script> | faster"
+    md, html = write_report(evil, tmp_path)
+    h, m = html.read_text(), md.read_text()
+    assert "<script>" not in h and "&lt;script&gt;alert(1)&lt;/script&gt;" in h
+    assert "<script>" not in m and r"&lt;script&gt;alert(1)&lt;/script&gt; \| faster" in m
+
+
+def test_pi_jsonl(summary: dict[str, Any]) -> None:
+    text = pi_jsonl(summary)
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    objs = [json.loads(line) for line in lines]
+    assert all(json.dumps(o, separators=(",", ":"), ensure_ascii=False) == line
+               for o, line in zip(objs, lines, strict=True))
+    assert objs[0] == {"type": "config", "name": "20261121-061500-ab12", "metricName": "tok_s",
+                       "metricUnit": "tok/s", "bestDirection": "higher"}
+    runs = objs[1:]
+    assert [r["run"] for r in runs] == list(range(1, 10))
+    assert [r["status"] for r in runs] == [
+        "discard", "discard", "keep", "discard", "keep", "checks_failed", "discard", "discard",
+        "discard"]
+    first, kept = runs[0], runs[2]
+    assert kept["commit"] == summary["experiments"][2]["cand_commit"][:7]
+    assert kept["metric"] == 41.9 and kept["metrics"] == {"tok_s": 41.9}
+    assert kept["description"].startswith("rmsnorm: fuse copy")
+    assert " — +13.60%" in kept["description"]
+    assert kept["timestamp"] == int(summary["experiments"][2]["finished"] * 1000)
+    assert first["confidence"] is None  # one value: MAD 0
+    # seq 3: medians so far 42.0, 38.8, 41.9 -> median 41.9, MAD 0.1; |41.9 - 36.9| / 0.1
+    assert kept["confidence"] == pytest.approx(50.0)
+    skipped = runs[8]
+    assert skipped["metric"] == 0 and skipped["metrics"] == {} and skipped["confidence"] is None
+    assert skipped["commit"] == summary["experiments"][8]["baseline"][:7]
+    assert all(r["segment"] == 0 for r in runs)
+
+
+def test_pi_status_crash_and_pending(summary: dict[str, Any]) -> None:
+    exps = summary["experiments"]
+    exps[3] |= {"verdict": "crash", "outcome": "discarded"}
+    exps[6] |= {"status": "worker_died", "verdict": None}
+    exps.append(exps[8] | {"seq": 10, "status": "queued", "finished": None})
+    summary["metric"]["direction"] = "lower"
+    objs = [json.loads(line) for line in pi_jsonl(summary).splitlines()]
+    assert objs[0]["bestDirection"] == "lower"
+    assert len(objs) == 10  # the queued row has not run yet
+    assert objs[4]["status"] == "crash" and objs[7]["status"] == "crash"
+
+
+def test_status_rows(summary: dict[str, Any]) -> None:
+    rows = status_rows(summary)
+    assert [r["seq"] for r in rows] == list(range(1, 10))
+    assert set(rows[0]) == {"seq", "candidate_id", "title", "source", "verdict", "outcome",
+                            "status", "change", "ci_low", "ci_high", "duration", "worker",
+                            "reason"}
+    kept = rows[2]
+    assert kept["outcome"] == "kept" and kept["verdict"] == "improved" and kept["worker"] == "w1"
+    assert kept["change"] == pytest.approx(13.6)
+    assert kept["ci_low"] == pytest.approx(12.0) and kept["ci_high"] == pytest.approx(15.0)
+    assert kept["duration"] == pytest.approx(11.9)
+    assert kept["candidate_id"].startswith("fork:fastfork@")
+    refused = rows[7]
+    assert refused["verdict"] == "refused" and refused["change"] is None
+    assert refused["reason"] == "changes protected files: autoresearch.sh"
+    skipped = rows[8]
+    assert skipped["status"] == "skipped" and skipped["verdict"] is None
+    json.dumps(rows)
+
+
+def test_status_table(summary: dict[str, Any]) -> None:
+    summary["experiments"][0]["title"] = "[bold]not markup[/bold]"
+    table = status_table(summary)
+    assert [c.header for c in table.columns] == [
+        "id", "title", "source", "verdict", "outcome", "change", "CI", "duration (s)", "worker"]
+    assert table.row_count == 9
+    console = Console(record=True, width=200)
+    console.print(table)
+    out = console.export_text()
+    assert "[bold]not markup[/bold]" in out and "+13.6 %" in out and "checks_failed" in out
+
+
+def test_direction_lower_marks_lower_ratio_good(summary: dict[str, Any]) -> None:
+    summary["metric"] = {"name": "time_ms", "unit": "ms", "direction": "lower"}
+    rows = build_context(summary)["rows"]
+    assert rows[3]["tone"] == "good" and rows[2]["tone"] == "bad"
+
+
+def _edge_cases() -> dict[str, dict[str, Any]]:
+    base = json.loads(DATA.read_text())
+    empty = base | {"experiments": [], "finished": None, "status": "running",
+                    "stop_reason": None, "final_commit": None}
+    queued = copy.deepcopy(base) | {"status": "running", "finished": None}
+    for e in queued["experiments"]:
+        e |= {"status": "queued", "verdict": None, "outcome": None, "finished": None,
+              "ratio": None, "ci_low": None, "ci_high": None, "base": None, "cand": None,
+              "timings": {}}
+    skipped = copy.deepcopy(base)
+    for e in skipped["experiments"]:
+        e |= {"status": "skipped", "verdict": None, "outcome": None, "base": None, "cand": None,
+              "ratio": None, "ci_low": None, "ci_high": None, "cand_commit": None}
+    nulls = copy.deepcopy(base) | {"workers": None, "metric": {"name": "x", "unit": None,
+                                                                "direction": "lower"}}
+    for e in nulls["experiments"]:
+        e |= {"ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "timings": None,
+              "started": None, "finished": None, "provenance": None, "worker": None,
+              "base": {"mean": None, "stddev": None, "median": None, "n": 0}}
+    bare = {"run_id": "r", "status": "interrupted",
+            "experiments": [{"seq": 1, "status": "running"}]}
+    return {"empty": empty, "queued": queued, "skipped": skipped, "nulls": nulls, "bare": bare}
+
+
+@pytest.mark.parametrize("name", list(_edge_cases()))
+def test_edge_cases_do_not_crash(name: str, tmp_path: Path) -> None:
+    s = _edge_cases()[name]
+    md, html = write_report(s, tmp_path)
+    h = html.read_text()
+    ET.fromstring(_inline_svg(h))
+    ET.parse(tmp_path / "progress.svg")
+    if name in ("empty", "queued", "skipped", "bare"):
+        assert "no measurements yet" in (tmp_path / "progress.svg").read_text()
+        assert "No measurements yet." in md.read_text()
+    if name == "empty":
+        assert "proposed 0 → built 0 → checks passed 0 → faster 0 → kept 0" in h
+        assert "No experiments yet." in h
+    if name == "skipped":
+        assert "proposed 7 → built 0" in h and "No candidate was kept." in h
+    if name == "queued":
+        assert "candidate(s) still queued or running" in h
+    for line in pi_jsonl(s).splitlines():
+        json.loads(line)
+    json.dumps(status_rows(s))
+    Console(file=io.StringIO()).print(status_table(s))
+
+
+def test_templates_are_package_data() -> None:
+    templates = files("readfirst.report") / "templates"
+    assert (templates / "report.html.j2").is_file() and (templates / "report.md.j2").is_file()
+
+
+def test_html_funnel_table(summary: dict[str, Any], written: tuple[str, str, Path]) -> None:
+    _, html, _ = written
+    ctx = build_context(summary)
+    for label, count in ctx["funnel"]:
+        assert re.search(rf"<th>{label}</th><td class=\"num\">{count}</td>", html), label
