@@ -21,7 +21,8 @@ from readfirst.config import Spec, load_spec
 from readfirst.errors import ConfigError, ReadfirstError
 from readfirst.process import kill_all_live
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output gets a wide page instead of rich's 80 columns, so tables keep one row per line.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -288,10 +289,9 @@ def status(directory: Path, run_id: str | None, as_json: bool) -> None:
         click.echo(json.dumps({**{k: v for k, v in summary.items() if k != "experiments"},
                                "experiments": status_rows(summary)}, indent=2))
         return
-    out.print(f"run {summary['run_id']} ({summary['status']}"
-              + (f", {summary['stop_reason']}" if summary["stop_reason"] else "") + ")",
-              markup=False)
     out.print(status_table(summary))
+    if summary["stop_reason"]:
+        out.print(f"stopped: {summary['stop_reason']}", markup=False)
 
 
 @cli.command()
