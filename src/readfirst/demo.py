@@ -24,6 +24,8 @@ def demo_patches() -> list[Path]:
 
 def _copy_target(dest: Path) -> None:
     shutil.copytree(demo_data() / "target", dest, dirs_exist_ok=True)
+    # Wheels drop dotfiles from package data, so the target's .gitignore ships under this name.
+    (dest / "dot-gitignore").rename(dest / ".gitignore")
     for script in dest.rglob("*.sh"):  # installers may drop the executable bit
         script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
