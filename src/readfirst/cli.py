@@ -1,5 +1,5 @@
-"""Command line: `readfirst init | bench | compare | run | status | report | export | demo |
-clean`.
+"""Command line: `readfirst init | bench | compare | research | run | status | report | export |
+demo | clean`.
 
 Exit codes: 0 a verdict was reached (any verdict), 2 usage or config error, 3 the base itself
 cannot be built or benchmarked, 130 interrupted.
@@ -327,6 +327,36 @@ def export(directory: Path, run_id: str | None, fmt: str, output: Path | None) -
         tmp.write_text(text)
         tmp.replace(output)
         click.echo(f"wrote {output}")
+
+
+@cli.command()
+@target_option
+@click.option("--offline", is_flag=True, help="Only local sources and caches.")
+@click.option("--no-profile", is_flag=True, help="Skip the profiled benchmark run.")
+@click.option("--source", "sources", multiple=True, help="Run only these sources (repeat).")
+@json_option
+def research(directory: Path, offline: bool, no_profile: bool, sources: tuple[str, ...],
+             as_json: bool) -> None:
+    """Study papers, forks, sibling backends and the bottleneck; write a cited brief."""
+    from readfirst.research.orchestrate import research_target
+
+    target, spec = _load(directory)
+    result = research_target(target, spec, offline=offline, only=list(sources) or None,
+                             profile=not no_profile)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    d = result.diagnosis
+    if d:
+        out.print(f"diagnosis: {d.get('conclusion')}", markup=False)
+    for i, h in enumerate(result.hypotheses[:10]):
+        site = f"  {h.sites[0].path}:{h.sites[0].line}" if h.sites else ""
+        out.print(f"{i + 1:>2}. [{h.score:.2f}] {h.title} ({h.kind}){site}", markup=False)
+    if len(result.hypotheses) > 10:
+        out.print(f"    ... {len(result.hypotheses) - 10} more in the brief", markup=False)
+    for note in result.notes:
+        err.print(f"note: {note}", markup=False)
+    out.print(f"brief: {result.brief}", markup=False)
 
 
 @cli.command()

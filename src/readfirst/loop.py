@@ -26,6 +26,7 @@ from readfirst.executors.local import LocalExecutor
 from readfirst.journal import Journal
 from readfirst.loop_journal import FINAL_STATUSES, LoopLog
 from readfirst.proposers import ProposerContext, get_proposer
+from readfirst.research.orchestrate import refresh_from_experiments
 from readfirst.workspace import Workspace
 
 Say = Callable[[str], None]
@@ -213,6 +214,11 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             nonwins += len(tried) - len(winners)
             for winner in sorted(winners, key=lambda t: _gain(t, spec), reverse=True):
                 nonwins = 0 if confirm(winner) else nonwins + 1
+            # research refresh: hypotheses behind failed candidates are demoted in the brief
+            updated = refresh_from_experiments(ws, journal, str(target.root),
+                                               log.summary(loop_id)["experiments"])
+            if updated:
+                say(f"research: {updated} hypothesis(es) updated from wave {wave_no}")
             wave_no += 1
     except KeyboardInterrupt:
         executor.close()

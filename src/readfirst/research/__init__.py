@@ -41,7 +41,8 @@ class Site:
 @dataclass
 class Hypothesis:
     title: str
-    kind: str  # port-commit | backend-gap | fusion | multi-pass | memory-bound | history | paper | todo
+    # port-commit | backend-gap | fusion | multi-pass | memory-bound | history | paper | todo
+    kind: str
     rationale: str
     sites: list[Site] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # Reference ids
