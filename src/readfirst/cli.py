@@ -182,18 +182,26 @@ def compare(
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @json_option
 def demo(directory: Path | None, workers: int, as_json: bool) -> None:
-    """Run the whole loop offline on the bundled C target and its competing fork."""
+    """Research, then run the whole loop, offline, on the bundled C target and its fork."""
     from readfirst.compare import Target
     from readfirst.demo import make_demo
     from readfirst.loop import LoopOptions, run_loop
+    from readfirst.research.orchestrate import research_target
 
     target_dir, fork = make_demo(directory)
+    say = _say(as_json)
     if not as_json:
         out.print(f"demo target: {target_dir}\ncompeting fork: {fork}\n", markup=False)
     spec = load_spec(target_dir)
+    target = Target.at(target_dir)
+    say("research (offline): profile, memory bandwidth, fork commits, multi-pass code ...")
+    found = research_target(target, spec, offline=True)
+    say(f"research: {len(found.hypotheses)} hypotheses; "
+        f"{(found.diagnosis or {}).get('conclusion', 'no diagnosis')}; brief: {found.brief}")
     opts = LoopOptions(proposer="forks", workers=workers)
-    summary = run_loop(Target.at(target_dir), spec, opts, say=_say(as_json))
+    summary = run_loop(target, spec, opts, say=say)
     summary["demo_dir"] = str(target_dir.parent)
+    summary["brief"] = found.brief
     _print_summary(summary, as_json)
     if not as_json:
         out.print(f"\nTry it yourself: cd {target_dir} && readfirst status", markup=False)
@@ -216,6 +224,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     kept = [e for e in summary["experiments"] if e["outcome"] == "kept" and e["kind"] == "confirm"]
     out.print(f"\n{len(kept)} kept on branch {summary['branch']} "
               f"({summary['stop_reason']})", markup=False)
+    if summary.get("brief"):
+        out.print(f"research brief: {summary['brief']}", markup=False)
     if summary.get("report"):
         out.print(f"report: {summary['report']}", markup=False)
 
