@@ -9,6 +9,7 @@ the longest common path suffix and the diff's paths are rewritten.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from readfirst.proposers import ProposerContext
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 REF_PREFIX = "refs/readfirst/competitors/"
 DEFAULT_MAX_COMMITS = 200
+# Forks the research phase found (research/forks_github.py), relative to the state directory.
+DISCOVERED_FILE = "research/discovered_competitors.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")
 _ENTRY_KEYS = {"name", "path", "url", "branch"}
@@ -56,7 +59,7 @@ class ForksProposer:
 
     def propose(self, ctx: ProposerContext) -> list[Candidate]:
         self._skipped = []
-        competitors = parse_competitors(ctx.spec.research, ctx.root)
+        competitors = competitors_for(ctx.spec.research, ctx.root, ctx.state_dir)
         cap = ctx.spec.research.get("max_fork_commits", DEFAULT_MAX_COMMITS)
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
             raise ConfigError(f"[research] max_fork_commits: expected an integer >= 0, got {cap!r}")
@@ -72,19 +75,12 @@ class ForksProposer:
 
     def _from_competitor(self, ctx: ProposerContext, comp: Competitor, cap: int) -> list[Candidate]:
         repo = ctx.repo
-        base = gitcli.git(repo, "merge-base", ctx.baseline, comp.ref, check=False).strip()
-        fmt = "--format=%m%x1f%H%x1f%P%x1f%s%x1f%b"
-        if base:  # shared history: what the fork has and the baseline lacks
-            rng = ["--cherry-mark", "--right-only", f"{ctx.baseline}...{comp.ref}"]
-        else:
-            rng = [comp.ref]
-        log = gitcli.git(repo, "log", "-z", "--no-merges", "--reverse", fmt, *rng)
-        mapper = None if base else PathMapper(repo, ctx.baseline, scope_patterns(ctx))
+        commits, shared = divergent_commits(repo, ctx.baseline, comp.ref)
+        mapper = None if shared else PathMapper(repo, ctx.baseline, scope_patterns(ctx))
         out: list[Candidate] = []
-        for n, record in enumerate(r for r in log.split("\0") if r.strip()):
-            mark, sha, parents, subject, body = (record.strip("\n").split("\x1f", 4) + [""] * 4)[:5]
+        for n, fc in enumerate(commits):
+            mark, sha, parent, subject, body = fc.mark, fc.sha, fc.parent, fc.subject, fc.body
             cand_id, title = f"fork:{comp.name}@{sha[:12]}", subject or sha[:12]
-            parent = parents.split()[0] if parents.split() else EMPTY_TREE
             try:
                 if n >= cap:
                     raise _Skip(f"cap: beyond [research] max_fork_commits = {cap}")
@@ -115,6 +111,31 @@ class ForksProposer:
 
 class _Skip(Exception):
     """A commit that cannot be offered; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class ForkCommit:
+    mark: str  # git log --cherry-mark: "=" when a patch-equivalent commit is in the baseline
+    sha: str
+    parent: str  # first parent, or the empty tree for a root commit
+    subject: str
+    body: str
+
+
+def divergent_commits(repo: Path, baseline: str, ref: str) -> tuple[list[ForkCommit], bool]:
+    """The non-merge commits of `ref` the baseline lacks, oldest first, and whether the two
+    share history (without a merge-base, every commit of `ref` is listed)."""
+    base = gitcli.git(repo, "merge-base", baseline, ref, check=False).strip()
+    fmt = "--format=%m%x1f%H%x1f%P%x1f%s%x1f%b"
+    # Shared history: what the fork has and the baseline lacks; otherwise all of the fork.
+    rng = ["--cherry-mark", "--right-only", f"{baseline}...{ref}"] if base else [ref]
+    log = gitcli.git(repo, "log", "-z", "--no-merges", "--reverse", fmt, *rng)
+    out: list[ForkCommit] = []
+    for record in (r for r in log.split("\0") if r.strip()):
+        mark, sha, parents, subject, body = (record.strip("\n").split("\x1f", 4) + [""] * 4)[:5]
+        parent = parents.split()[0] if parents.split() else EMPTY_TREE
+        out.append(ForkCommit(mark, sha, parent, subject, body))
+    return out, bool(base)
 
 
 def parse_competitors(research: dict[str, Any], root: Path) -> list[Competitor]:
@@ -169,6 +190,27 @@ def parse_competitors(research: dict[str, Any], root: Path) -> list[Competitor]:
     return out
 
 
+def discovered_competitors(state_dir: Path, root: Path) -> list[Competitor]:
+    """The forks the research phase discovered (`<state_dir>/research/discovered_competitors.json`,
+    a list of {name, url, branch}); empty when there are none or the file is unreadable."""
+    try:
+        entries = json.loads((state_dir / DISCOVERED_FILE).read_text())
+        return parse_competitors({"competitors": entries}, root) if entries else []
+    except (OSError, ValueError, ConfigError):
+        return []
+
+
+def competitors_for(research: dict[str, Any], root: Path, state_dir: Path) -> list[Competitor]:
+    """The configured competitors plus the discovered ones, deduplicated by name and source
+    (a configured entry wins). ConfigError as parse_competitors when there are none at all."""
+    found = discovered_competitors(state_dir, root)
+    if found and not research.get("competitors"):
+        return found
+    configured = parse_competitors(research, root)
+    names, sources = {c.name for c in configured}, {c.source for c in configured}
+    return configured + [c for c in found if c.name not in names and c.source not in sources]
+
+
 def fetch(repo: Path, comp: Competitor) -> None:
     """Fetch the competitor's branch (or HEAD) into its ref under refs/readfirst/competitors."""
     src = comp.branch or "HEAD"
@@ -188,8 +230,12 @@ def commit_diff(repo: Path, parent: str, sha: str) -> str:
 
 def scope_patterns(ctx: ProposerContext) -> list[str]:
     """The target's scope as repo-relative patterns; empty means everything."""
-    scope = ctx.spec.target.scope
-    return [f"{ctx.rel.rstrip('/')}/{p.lstrip('/')}" for p in scope] if ctx.rel else list(scope)
+    return repo_scope(ctx.spec.target.scope, ctx.rel)
+
+
+def repo_scope(scope: list[str], rel: str) -> list[str]:
+    """`[target] scope` (relative to the target's root `rel`) as repo-relative patterns."""
+    return [f"{rel.rstrip('/')}/{p.lstrip('/')}" for p in scope] if rel else list(scope)
 
 
 class PathMapper:
@@ -221,6 +267,13 @@ class PathMapper:
         if len(best) > 1:
             raise _Skip(f"{path}: ambiguous, could be {', '.join(sorted(best))}")
         return best[0]
+
+    def lookup(self, path: str) -> str | None:
+        """Like `map`, but None when there is no unique counterpart."""
+        try:
+            return self.map(path)
+        except _Skip:
+            return None
 
     def diff(self, parent: str, sha: str) -> str:
         """The commit's diff with every path rewritten to its baseline counterpart."""

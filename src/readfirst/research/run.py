@@ -113,6 +113,7 @@ def run_research(ctx: ResearchContext, *, only: list[str] | None = None,
         if finding.diagnosis:
             diagnosis = finding.diagnosis
             ctx.hotspots = list(diagnosis.get("hotspots", []))
+    _merge_duplicate_papers(findings)
     hypotheses = rank_hypotheses(findings, diagnosis, ctx.hotspots)
     references = _references(findings, hypotheses)
     notes = [n for f in findings for n in f.notes]
@@ -120,6 +121,21 @@ def run_research(ctx: ResearchContext, *, only: list[str] | None = None,
                 "hypotheses": len(f.hypotheses), "references": len(f.references),
                 "notes": f.notes} for f in findings]
     return ResearchResult(diagnosis, hypotheses, references, notes, sources)
+
+
+def _merge_duplicate_papers(findings: list[Finding]) -> None:
+    """One paper found by arXiv and Semantic Scholar is one reference: keep the first id and
+    re-point the citations of the others to it."""
+    papers = [r for f in findings for r in f.references if r.kind == "paper"]
+    if len(papers) < 2:
+        return
+    from readfirst.research.papers import merge_papers
+
+    _kept, renamed = merge_papers(papers)
+    for f in findings:
+        f.references = [r for r in f.references if r.id not in renamed]
+        for h in f.hypotheses:
+            h.sources = list(dict.fromkeys(renamed.get(s, s) for s in h.sources))
 
 
 def _run_guarded(source: Source, ctx: ResearchContext) -> Finding:
