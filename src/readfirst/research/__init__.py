@@ -76,6 +76,7 @@ class ResearchContext:
     spec: Spec
     state_dir: Path  # .readfirst/
     offline: bool = False
+    baseline: str | None = None  # the commit studied (None: HEAD)
     hotspots: list[str] = field(default_factory=list)  # function names, hottest first
     keywords: list[str] = field(default_factory=list)  # from README, topics, metric
 

@@ -25,8 +25,9 @@ DEMOTION = 0.5  # a failed hypothesis keeps half its score: still listed, no lon
 def research_target(target: Target, spec: Spec, *, offline: bool = False,
                     only: list[str] | None = None, profile: bool = True) -> ResearchResult:
     ws = Workspace(target.root)
+    baseline = gitcli.resolve_commit(target.repo, "HEAD")
     ctx = ResearchContext(repo=target.repo, root=target.root, rel=target.rel, spec=spec,
-                          state_dir=ws.state, offline=offline)
+                          state_dir=ws.state, offline=offline, baseline=baseline)
     from readfirst.research.run import source_names
 
     source_names(ctx, only, profile)  # bad names: ConfigError before anything is written
@@ -37,7 +38,6 @@ def research_target(target: Target, spec: Spec, *, offline: bool = False,
     write_brief(brief, render_brief(result, str(target.root)))
     journal = Journal(ws.journal_path)
     try:
-        baseline = gitcli.resolve_commit(target.repo, "HEAD")
         result.research_id = ResearchStore(journal).save(result, offline, baseline)
     finally:
         journal.close()
