@@ -1,0 +1,464 @@
+"""The bottleneck diagnosis: profile the baseline's benchmark, measure this machine's memory
+bandwidth, and place the workload on a roofline.
+
+`BottleneckSource.run(ctx)` builds a checkout of the baseline (worktree slot "research"), runs
+the benchmark under `perf record -e cpu-clock` (software sampling; py-spy for Python targets),
+runs a STREAM-triad probe (stream_probe.c, cached for a day per host) and, when
+`[research] bytes_per_unit` says how many bytes one unit of the metric moves, compares the
+achieved bandwidth with the measured one. Every tool failure degrades to a note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from readfirst import gitcli
+from readfirst.errors import ConfigError
+from readfirst.metrics import MetricParseError, parse_metrics
+from readfirst.process import RunningStep, StepResult, run_step, signal_group
+from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
+from readfirst.workspace import Workspace
+
+SLOT = "research"
+TOOL_NAMES = ("perf", "py-spy", "cc")
+DAY = 86_400.0
+TOP_N, REF_N = 15, 5  # functions kept in the diagnosis; cited and searched for sites
+MEMORY_BOUND_SHARE, COMPUTE_BOUND_SHARE = 0.6, 0.3
+PROFILE_TIMEOUT_FACTOR = 1.5  # profiling slows the benchmark a little
+TOOL_TIMEOUT = 120.0
+TIME_UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3,
+              "msec": 1e-3, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "usec": 1e-6, "ns": 1e-9}
+SIZES = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20,
+         "gib": 2**30}
+MEMORY_BOUND = ("memory-bound: compute micro-optimisations won't move the metric; "
+                "passes over memory are the lever")
+COMPUTE_BOUND = ("compute- or latency-bound: the hot functions' instructions and stalls are "
+                 "the lever, not memory bandwidth")
+MIXED = "mixed: partly bandwidth-limited; cut passes over memory and tighten the hot loops"
+NO_BYTES = "no roofline conclusion: set [research] bytes_per_unit to get the roofline conclusion"
+HYPOTHESES = {  # conclusion -> (title, kind, why, expected effect, score)
+    MEMORY_BOUND: ("The workload is memory-bound: cut passes over memory", "memory-bound",
+                   "Near the bandwidth ceiling fewer instructions do not help; fusing passes, "
+                   "smaller data types and better reuse do.",
+                   "fewer bytes moved per unit raises the metric about proportionally", 0.9),
+    COMPUTE_BOUND: ("The workload is compute- or latency-bound: optimise the hot functions",
+                    "compute-bound", "Far below the bandwidth ceiling: instructions, "
+                    "dependencies, branches or cache misses in the hot functions are the lever.",
+                    "faster hot loops (vectorisation, less work per unit)", 0.4),
+}
+C_GLOBS = ("*.c", "*.h", "*.cc", "*.cpp", "*.cxx", "*.hpp", "*.cu", "*.m", "*.mm")
+NATIVE_GLOBS = (*C_GLOBS, "*.rs", "*.go", "*.f90", "*.zig")
+_PERF_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s+(?:(.*?)\s+)?\[(.)\]\s+(.*?)\s*(?:\t|\s{2,}|$)")
+# py-spy is started on this Python parent, which runs the benchmark and records its exit code:
+# with `sh` as the root, py-spy races the Python child's start and may give up.
+_PY_WRAPPER = ("import subprocess, sys; r = subprocess.call(['/bin/sh', '-c', sys.argv[1]]); "
+               "open(sys.argv[2], 'w').write(str(r)); sys.exit(r)")
+_PROCESS_FRAME = re.compile(r'(?:^|(?<=;))process \d+:".*?"(?=;|$)')
+_SUFFIX = re.compile(r"(\.(isra|constprop|part|cold|lto_priv|localalias)(\.\d+)?)+$|@.*$")
+
+
+def resolve_tools(overrides: dict[str, str | None] | None = None) -> dict[str, str | None]:
+    """Paths of perf, py-spy and cc: overrides first, then PATH, then this Python's bin/."""
+    found = {name: shutil.which(name) for name in TOOL_NAMES}
+    local = Path(sys.executable).parent / "py-spy"
+    if found["py-spy"] is None and os.access(local, os.X_OK):
+        found["py-spy"] = str(local)
+    return {**found, **(overrides or {})}
+
+
+def parse_perf_report(text: str) -> list[dict[str, Any]]:
+    """`perf report --stdio --sort dso,symbol` -> [{"function", "share"}] by share; kernel
+    symbols are summed into "[kernel]", unresolved addresses into "[<dso>]"."""
+    shares: Counter[str] = Counter()
+    for m in filter(None, map(_PERF_LINE.match, text.splitlines())):
+        share, dso, mark, symbol = float(m[1]), (m[2] or "").strip(), m[3], m[4].strip()
+        if mark in "kgH" or dso.startswith("[kernel"):
+            shares["[kernel]"] += share
+        else:
+            bad = not symbol or symbol.startswith("0x")
+            shares[f"[{dso or 'unknown'}]" if bad else symbol] += share
+    return [{"function": f, "share": round(s, 2)} for f, s in shares.most_common()]
+
+
+def parse_pyspy_raw(text: str, skip_parent: bool = False) -> list[dict[str, Any]]:
+    """py-spy `--format raw` (collapsed stacks, "f (file:line);g (file:line) N") -> leaf-frame
+    shares, [{"function", "file", "share"}] by share. `process N:"cmd"` frames (from
+    --subprocesses) are dropped, and with skip_parent the root process's own samples; a sample
+    without a Python frame counts as "[no Python frame]"."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for line in text.splitlines():
+        stack, _, n = line.rstrip().rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        stack, processes = _PROCESS_FRAME.subn("", stack)
+        if skip_parent and processes == 1:
+            continue
+        frames = [f for f in stack.split(";") if f]
+        m = re.match(r"^(.*?) \((.*?)(?::\d+)?\)$", frames[-1]) if frames else None
+        counts[(m[1], m[2]) if m else ("[no Python frame]", "")] += int(n)
+    total = sum(counts.values()) or 1
+    return [{"function": f, "file": file, "share": round(100.0 * c / total, 2)}
+            for (f, file), c in counts.most_common()]
+
+
+def hotspot_names(top: list[dict[str, Any]]) -> list[str]:
+    """Plain function names, hottest first: no "[kernel]"/"<module>", C++ arguments and
+    compiler suffixes (.isra.0, .cold, @plt) stripped."""
+    names: list[str] = []
+    for entry in top:
+        name = str(entry["function"])
+        cut = name.find("(")
+        name = _SUFFIX.sub("", name[:cut] if cut > 0 else name).strip()
+        if name and not name.startswith(("[", "<")) and name not in names:
+            names.append(name)
+    return names
+
+
+def parse_bytes(value: Any) -> float | None:
+    """bytes_per_unit as a number of bytes: 635437056, "606MiB", "1.2 GB"; None if unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value > 0 else None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m[2].lower() not in SIZES:
+        return None
+    return float(m[1]) * SIZES[m[2].lower()] or None
+
+
+def roofline(value: float | None, unit: str, direction: str, bytes_per_unit: float | None,
+             bandwidth_gbs: float | None) -> tuple[float | None, float | None, str]:
+    """(achieved GB/s, share of the measured bandwidth, conclusion). A higher-is-better metric
+    counts units per second; a lower-is-better one is the time one unit takes."""
+    if bytes_per_unit is None:
+        return None, None, NO_BYTES
+    if value is None or value <= 0:
+        return None, None, "no roofline conclusion: no metric value from the profiled run"
+    if direction == "higher":
+        achieved = value * bytes_per_unit / 1e9
+    elif unit.strip() in TIME_UNITS:
+        achieved = bytes_per_unit / (value * TIME_UNITS[unit.strip()]) / 1e9
+    else:
+        return None, None, ("no roofline conclusion: a lower-is-better metric needs a time "
+                            f"unit (s, ms, us, ns), got {unit!r}")
+    if not bandwidth_gbs:
+        return achieved, None, "no roofline conclusion: the memory bandwidth was not measured"
+    share = achieved / bandwidth_gbs
+    if share >= MEMORY_BOUND_SHARE:
+        return achieved, share, MEMORY_BOUND
+    return achieved, share, COMPUTE_BOUND if share < COMPUTE_BOUND_SHARE else MIXED
+
+
+class BottleneckSource:
+    """Profile + memory-bandwidth probe + roofline conclusion, as a research source."""
+
+    name = "diagnosis"
+    needs_network = False
+
+    def __init__(self, commit: str | None = None,
+                 tools: dict[str, str | None] | None = None) -> None:
+        self.commit = commit  # default: ctx.baseline if set, else HEAD
+        self.tools = resolve_tools(tools)
+
+    def run(self, ctx: ResearchContext) -> Finding:
+        started = time.perf_counter()
+        finding = Finding(self.name)
+        notes = finding.notes
+        out_dir = ctx.state_dir / "research"
+        logs = out_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        metric = ctx.spec.metric
+        diag: dict[str, Any] = {
+            "profiler": None, "hardware_counters": self._hardware_counters(out_dir, logs, notes),
+            "top_functions": [], "hotspots": [], "samples": None,
+            "metric": {"name": metric.name, "value": None, "unit": metric.unit},
+            "bandwidth_gbs": None, "bandwidth_1t_gbs": None, "achieved_gbs": None,
+            "share": None, "conclusion": "", "commit": None, "notes": notes,
+        }
+        finding.diagnosis = diag
+        probe = self._bandwidth(ctx, out_dir, logs, notes)
+        if probe:
+            diag.update(bandwidth_gbs=probe["triad_gbs"], bandwidth_1t_gbs=probe.get(
+                "triad_1t_gbs"))
+        ws = Workspace(ctx.root)
+        try:
+            rev = self.commit or getattr(ctx, "baseline", None) or "HEAD"
+            diag["commit"] = commit = gitcli.resolve_commit(ctx.repo, rev)
+            ws.ensure()
+            with ws.lock_slot(SLOT):
+                workdir = ws.checkout(SLOT, commit)
+                workdir = workdir / ctx.rel if ctx.rel else workdir
+                text = self._build_and_profile(ctx, workdir, out_dir, logs, diag)
+                if text is not None:
+                    self._metric(ctx, text, diag)
+                    sites = self._sites(workdir, diag["hotspots"][:REF_N], diag["profiler"])
+                    self._conclude(ctx, diag, probe, sites, finding)
+        except (ConfigError, gitcli.GitError, OSError) as e:
+            notes.append(f"no checkout of the baseline: {e}")
+            diag["conclusion"] = "not diagnosed: no checkout of the baseline"
+        finding.seconds = time.perf_counter() - started
+        return finding
+
+    def _hardware_counters(self, out_dir: Path, logs: Path, notes: list[str]) -> bool:
+        perf = self.tools.get("perf")
+        if not perf:
+            return False
+        res = run_step(f"{shlex.quote(perf)} stat -e instructions true", out_dir,
+                       logs / "perf-stat", TOOL_TIMEOUT)
+        err = Path(res.stderr_path).read_text(errors="replace")
+        ok = res.ok and "instructions" in err and "<not supported>" not in err
+        if not ok:
+            notes.append("no hardware counters here (perf stat -e instructions: not supported); "
+                         "profiling uses software sampling (cpu-clock)")
+        return ok
+
+    def _build_and_profile(self, ctx: ResearchContext, workdir: Path, out_dir: Path,
+                           logs: Path, diag: dict[str, Any]) -> str | None:
+        """Build, run the benchmark under a profiler (else plainly); its output (stdout or
+        [metric] output_file), None on failure."""
+        target, notes = ctx.spec.target, diag["notes"]
+        if target.build:
+            res = run_step(target.build, workdir, logs / "build", target.build_timeout)
+            if not res.ok:
+                notes.append(f"baseline build failed ({_failure(res)}); log {res.stderr_path}")
+                diag["conclusion"] = "not diagnosed: the baseline build failed"
+                return None
+        out_file = workdir / ctx.spec.metric.output_file if ctx.spec.metric.output_file else None
+        rc_file = out_dir / "bench.rc"  # the benchmark's exit code (py-spy always exits 0)
+        picked = self._profiler(target.bench, workdir, out_dir, rc_file, notes)
+        if picked:
+            tool, data, cmd = picked
+            for path in (data, rc_file, out_file):
+                if path:
+                    path.unlink(missing_ok=True)
+            step = RunningStep(cmd, workdir, logs / f"bench-{tool}")
+            res = step.wait(target.bench_timeout * PROFILE_TIMEOUT_FACTOR)
+            rc = rc_file.read_text().strip() if rc_file.is_file() else None
+            if rc is None:  # the profiler gave up: end the benchmark it may have left running
+                signal_group(step.proc.pid, signal.SIGKILL)
+            if res.timed_out or rc not in (None, "0"):
+                notes.append(f"baseline benchmark failed under {tool} ("
+                             f"{_failure(res) if res.timed_out else f'exit {rc}'}); "
+                             f"log {res.stderr_path}")
+                diag["conclusion"] = "not diagnosed: the baseline benchmark failed"
+                return None
+            if rc == "0" and data.is_file():
+                diag["profiler"] = tool
+                if not res.ok:
+                    notes.append(f"{tool} exited {res.exit_code}: {_last_line(res)}")
+                self._read_profile(tool, data, out_dir, logs, diag)
+                return _output(res, out_file)
+            notes.append(f"{tool} run failed ({_failure(res)}): {_last_line(res)}; "
+                         "running the benchmark without a profiler")
+        if out_file:
+            out_file.unlink(missing_ok=True)
+        res = run_step(target.bench, workdir, logs / "bench", target.bench_timeout)
+        if not res.ok:
+            notes.append(f"baseline benchmark failed ({_failure(res)}); log {res.stderr_path}")
+            diag["conclusion"] = "not diagnosed: the baseline benchmark failed"
+            return None
+        return _output(res, out_file)
+
+    def _profiler(self, bench: str, workdir: Path, out_dir: Path, rc_file: Path,
+                  notes: list[str]) -> tuple[str, Path, str] | None:
+        """(tool, its output file, the profiled command writing rc_file), or None with a note."""
+        python = _is_python_target(bench, workdir)
+        perf, pyspy = self.tools.get("perf"), self.tools.get("py-spy")
+        rc, q = shlex.quote(str(rc_file)), shlex.quote
+        if python and pyspy:
+            data = out_dir / "py-spy.txt"
+            return "py-spy", data, (
+                f"{q(pyspy)} record --format raw --subprocesses --rate 250 -o {q(str(data))} "
+                f"-- {q(sys.executable)} -c {q(_PY_WRAPPER)} {q(bench)} {rc}")
+        if perf:
+            if python:
+                notes.append("py-spy not found: perf sees the interpreter, not Python functions")
+            data = out_dir / "perf.data"
+            return "perf", data, (f"{q(perf)} record -e cpu-clock -F 999 -g -o {q(str(data))} "
+                                  f"-- sh -c {q(f'( {bench}{chr(10)}); echo $? > {rc}')}")
+        notes.append("no profiler available (install linux-perf or py-spy)")
+        return None
+
+    def _read_profile(self, tool: str, data: Path, out_dir: Path, logs: Path,
+                      diag: dict[str, Any]) -> None:
+        notes = diag["notes"]
+        if tool == "py-spy":
+            top = parse_pyspy_raw(data.read_text(errors="replace"), skip_parent=True)
+        else:
+            perf, tab = shlex.quote(str(self.tools["perf"])), shlex.quote("\t")
+            res = run_step(f"{perf} report --stdio --no-children --sort dso,symbol -g none "
+                           f"-t {tab} -i {shlex.quote(str(data))}", out_dir,
+                           logs / "perf-report", TOOL_TIMEOUT)
+            text = res.stdout()
+            if not res.ok:
+                notes.append(f"perf report failed ({_failure(res)}): {_last_line(res)}")
+            m = re.search(r"^# Samples: (\d+)([KM]?)", text, re.M)
+            if m:
+                diag["samples"] = int(m[1]) * {"": 1, "K": 1000, "M": 1_000_000}[m[2]]
+            top = parse_perf_report(text)
+        if not top:
+            notes.append(f"{tool} recorded no samples (a benchmark too short to profile?)")
+        elif diag["samples"] is not None and diag["samples"] < 100:
+            notes.append(f"only {diag['samples']} samples: the profile is rough")
+        diag["top_functions"] = top[:TOP_N]
+        diag["hotspots"] = hotspot_names(top[:TOP_N])
+
+    def _metric(self, ctx: ResearchContext, text: str, diag: dict[str, Any]) -> None:
+        try:
+            metrics = parse_metrics(ctx.spec.metric.format, text)
+        except MetricParseError as e:
+            diag["notes"].append(f"the profiled run's output is unreadable: {e}")
+            return
+        name = ctx.spec.metric.name or next(iter(metrics), None)
+        if name is None or name not in metrics:
+            diag["notes"].append(f"metric {name!r} missing from the profiled run's output")
+        else:
+            diag["metric"].update(name=name, value=metrics[name])
+
+    def _bandwidth(self, ctx: ResearchContext, out_dir: Path, logs: Path,
+                   notes: list[str]) -> dict[str, Any] | None:
+        """The STREAM triad result: [research] bandwidth_gbs, a cached probe, or a new one."""
+        given = ctx.research.get("bandwidth_gbs")
+        if isinstance(given, int | float) and not isinstance(given, bool) and given > 0:
+            return {"triad_gbs": float(given), "source": "[research] bandwidth_gbs"}
+        cache, host = out_dir / "bandwidth.json", socket.gethostname()
+        try:
+            cached = json.loads(cache.read_text())
+            if (cached.get("hostname") == host and time.time() - cached["timestamp"] < DAY
+                    and cached["triad_gbs"] > 0):
+                return dict(cached)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        binary = self._probe_binary(out_dir, logs, notes)
+        if binary is None:
+            return None
+        mib = ctx.research.get("stream_mib", 0)  # MiB per array; 0: max(32 MiB, the L3)
+        mib = mib if isinstance(mib, int) and mib > 0 else 0
+        res = run_step(f"{shlex.quote(str(binary))} {mib}", out_dir, logs / "stream_probe",
+                       TOOL_TIMEOUT)
+        try:
+            metrics = parse_metrics("metric-lines", res.stdout()) if res.ok else {}
+        except MetricParseError:
+            metrics = {}
+        if not metrics.get("triad_gbs"):
+            notes.append(f"memory bandwidth probe failed ({_failure(res)}): {_last_line(res)}")
+            return None
+        result = {"hostname": host, "timestamp": time.time(), **metrics, "source": "stream_probe"}
+        cache.write_text(json.dumps(result, indent=1))
+        return result
+
+    def _probe_binary(self, out_dir: Path, logs: Path, notes: list[str]) -> Path | None:
+        """stream_probe compiled with `cc -O2` (reused while newer than its source)."""
+        cc, binary = self.tools.get("cc"), out_dir / "stream_probe"
+        tmp = out_dir / f"stream_probe.{os.getpid()}.tmp"
+        source = resources.files("readfirst.research").joinpath("stream_probe.c")
+        with resources.as_file(source) as src:
+            if binary.is_file() and binary.stat().st_mtime >= src.stat().st_mtime:
+                return binary
+            if not cc:
+                notes.append("no C compiler (cc): memory bandwidth not measured")
+                return None
+            res = run_step(f"{shlex.quote(cc)} -O2 -pthread -o {shlex.quote(str(tmp))} "
+                           f"{shlex.quote(str(src))}", out_dir, logs / "stream_probe-build",
+                           TOOL_TIMEOUT)
+        if not res.ok or not tmp.is_file():
+            notes.append(f"cannot compile the bandwidth probe ({_failure(res)}): "
+                         f"{_last_line(res)}")
+            return None
+        return tmp.replace(binary)
+
+    def _sites(self, workdir: Path, names: list[str], profiler: str | None) -> list[Site]:
+        """Definitions of the hot functions (`git grep`, first match each); may be empty."""
+        sites: list[Site] = []
+        for name in names:
+            parts = name.split("::")
+            if not all(re.fullmatch(r"~?[A-Za-z_]\w*", p) for p in parts):
+                continue
+            short = "::".join(parts[-2:])
+            if profiler == "py-spy":
+                pattern, globs = rf"^[ \t]*(async[ \t]+)?def[ \t]+{short}[ \t]*\(", ("*.py",)
+            else:
+                pattern = rf"^([A-Za-z_][A-Za-z0-9_ \t*&:<>,()]*[ \t*&])?{short}[ \t]*\("
+                globs = C_GLOBS
+            out = gitcli.git(workdir, "grep", "-n", "-E", "-e", pattern, "--", *globs,
+                             check=False)
+            for line in out.splitlines():
+                path, lineno, text = (line.split(":", 2) + ["", ""])[:3]
+                if lineno.isdigit() and not text.rstrip().endswith(";"):
+                    sites.append(Site(path, int(lineno), name))
+                    break
+        return sites
+
+    def _conclude(self, ctx: ResearchContext, diag: dict[str, Any], probe: dict[str, Any] | None,
+                  sites: list[Site], finding: Finding) -> None:
+        metric, given = diag["metric"], ctx.research.get("bytes_per_unit")
+        bpu = parse_bytes(given)
+        if given is not None and bpu is None:
+            finding.notes.append(f"[research] bytes_per_unit = {given!r}: expected a byte "
+                                 "count such as 635437056 or \"606MiB\"")
+        achieved, share, conclusion = roofline(metric["value"], ctx.spec.metric.unit,
+                                               ctx.spec.metric.direction, bpu,
+                                               diag["bandwidth_gbs"])
+        diag.update(achieved_gbs=achieved, share=share, conclusion=conclusion)
+        if share is not None and share > 1.2:
+            finding.notes.append(f"achieved {achieved:.1f} GB/s exceeds the measured bandwidth: "
+                                 "the data may fit in cache, or bytes_per_unit is too high")
+        top = diag["top_functions"][:REF_N]
+        refs = [Reference(f"profile:{t['function']}", "profile", t["function"],
+                          detail=f"{t['share']:.1f}% of samples") for t in top]
+        finding.references.extend(refs)
+        if share is None or conclusion not in HYPOTHESES:
+            return
+        title, kind, why, effect, score = HYPOTHESES[conclusion]
+        hot = ", ".join(f"{t['function']} {t['share']:.1f}%" for t in top) or "no profile"
+        threads = f", {probe['threads']:.0f} threads" if probe and probe.get("threads") else ""
+        rationale = (f"{metric['name']} = {metric['value']:.4g} {ctx.spec.metric.unit} at "
+                     f"{bpu:.4g} bytes per unit: {achieved:.2f} GB/s achieved, {share:.1%} of "
+                     f"the {diag['bandwidth_gbs']:.2f} GB/s STREAM triad on this machine"
+                     f"{threads}. Hottest: {hot}. {why}")
+        data = {"achieved_gbs": achieved, "bandwidth_gbs": diag["bandwidth_gbs"], "share": share}
+        finding.hypotheses.append(Hypothesis(title, kind, rationale, sites, [r.id for r in refs],
+                                             effect, score, data))
+
+
+def _is_python_target(bench: str, workdir: Path) -> bool:
+    """A Python benchmark: the command runs python/pytest, or the target is a Python project
+    without native sources."""
+    try:
+        words = [os.path.basename(w) for w in shlex.split(bench) if not re.match(r"^\w+=", w)]
+    except ValueError:
+        words = []
+    runners = ("uv", "poetry", "pipenv", "hatch", "pdm")
+    if words and (words[0].startswith(("python", "pytest", "py.test")) or words[0] in runners
+                  and any(w.startswith(("python", "pytest")) for w in words[1:3])):
+        return True
+    if not any((workdir / f).is_file() for f in ("pyproject.toml", "setup.py")):
+        return False
+    return not gitcli.git(workdir, "ls-files", "--", *NATIVE_GLOBS, check=False).strip()
+
+
+def _output(res: StepResult, out_file: Path | None) -> str:
+    if out_file is None:
+        return res.stdout()
+    return out_file.read_text(errors="replace") if out_file.is_file() else ""
+
+
+def _failure(res: StepResult) -> str:
+    return f"timed out after {res.seconds:.0f} s" if res.timed_out else f"exit {res.exit_code}"
+
+
+def _last_line(res: StepResult) -> str:
+    lines = [ln for ln in res.tail(20).splitlines() if ln.strip()]
+    return lines[-1].strip()[:200] if lines else "no output"
