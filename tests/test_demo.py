@@ -85,3 +85,16 @@ def test_status_and_export(demo: dict[str, Any]) -> None:
     assert lines[0]["type"] == "config" and lines[0]["metricName"] == "tok_s"
     statuses = {line["status"] for line in lines[1:]}
     assert {"keep", "discard", "checks_failed"} <= statuses
+
+
+def test_research_came_first_and_the_loop_updated_the_brief(demo: dict[str, Any]) -> None:
+    brief = Path(demo["brief"]).read_text()
+    assert "## Diagnosis" in brief and "STREAM triad" in brief
+    # fork commits that lost were demoted with the reason; kept ones are marked
+    assert "failed: tried in experiment" in brief and "regressed" in brief
+    assert "kept: kept in experiment" in brief
+    lines = brief.splitlines()
+    ranked = [ln for ln in lines if ln.startswith("### ")]
+    demoted_at = next(i for i, ln in enumerate(ranked) if "matvec" in ln)
+    kept_at = next(i for i, ln in enumerate(ranked) if "rmsnorm: fuse" in ln)
+    assert kept_at < demoted_at
