@@ -6,6 +6,7 @@ Candidates are plain data (JSON-serialisable) so executors on other machines can
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,26 @@ class Candidate:
 
     def diff_hash(self) -> str:
         return hashlib.sha256(self.diff.encode()).hexdigest()[:16]
+
+
+_NOISE = re.compile(r"^(index |From |Date: |Subject: |similarity index|old mode|new mode)")
+_HUNK = re.compile(r"^@@ [^@]* @@.*$")
+
+
+def normalized_diff_hash(diff: str) -> str:
+    """A hash of what a diff changes, blind to blob ids, line numbers, headers and trailing
+    whitespace: two candidates with the same hash make the same edit."""
+    kept: list[str] = []
+    lines = diff.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith(("diff --git", "--- "))), 0)
+    for line in lines[start:]:  # a format-patch's message comes before its first diff line
+        if _NOISE.match(line):
+            continue
+        if _HUNK.match(line):
+            kept.append("@@")
+        elif line.startswith(("diff --git", "--- ", "+++ ", "+", "-", " ")):
+            kept.append(line.rstrip())
+    return hashlib.sha256("\n".join(kept).encode()).hexdigest()[:20]
 
 
 class ApplyError(Exception):

@@ -67,8 +67,10 @@ def compare(
     progress: Progress = _quiet,
     *,
     slots: tuple[str, str] = ("base", "cand"),
+    clean_cand: bool = False,
 ) -> dict[str, Any]:
-    """Compare two revisions; `slots` names the two worktrees to use (one pair per worker)."""
+    """Compare two revisions; `slots` names the two worktrees to use (one pair per worker);
+    `clean_cand` removes the candidate's build outputs first (a clean rebuild)."""
     # Validate everything that can be bad input before anything is written.
     base_sha = gitcli.resolve_commit(target.repo, base_rev)
     cand_sha = gitcli.resolve_commit(target.repo, cand_rev)
@@ -105,7 +107,8 @@ def compare(
         journal.add_revision(run_id, role, rev, sha, tree, str(ws.slot_path(slot)))
     try:
         result = _compare_run(target, ws, journal, run_id, run_dir, spec, progress,
-                              (base_rev, base_sha), (cand_rev, cand_sha), cpu_sets, slots)
+                              (base_rev, base_sha), (cand_rev, cand_sha), cpu_sets, slots,
+                              clean_cand)
         result["timings"] = journal.step_seconds(run_id)
     except BaseFailedError as e:
         journal.finish_run(run_id, "error", error=str(e))
@@ -130,6 +133,7 @@ def _compare_run(
     cand: tuple[str, str],
     cpu_sets: tuple[set[int], set[int]] | None,
     slots: tuple[str, str],
+    clean_cand: bool = False,
 ) -> dict[str, Any]:
     metric = _metric_info(spec, spec.metric.name)
     protected = target.repo_patterns(spec.protected_patterns())
@@ -147,7 +151,8 @@ def _compare_run(
     with ws.lock_slot(slots[0]), ws.lock_slot(slots[1]):
         progress("checking out worktrees", None, None)
         b = target.side("base", base[0], base[1], ws.checkout(slots[0], base[1]))
-        c = target.side("cand", cand[0], cand[1], ws.checkout(slots[1], cand[1]))
+        c = target.side("cand", cand[0], cand[1],
+                        ws.checkout(slots[1], cand[1], clean=clean_cand))
         runner = Runner(spec, journal, run_id, run_dir, [b, c],
                         protected_blobs(target.repo, base[1], protected))
         try:

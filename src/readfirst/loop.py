@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from readfirst import gitcli
-from readfirst.candidate import COMMIT_IDENTITY, Candidate
+from readfirst.candidate import COMMIT_IDENTITY, Candidate, normalized_diff_hash
 from readfirst.compare import Target
 from readfirst.config import Spec
 from readfirst.errors import BaseFailedError, ConfigError
@@ -25,7 +25,7 @@ from readfirst.executors import Job, JobResult
 from readfirst.executors.local import LocalExecutor
 from readfirst.journal import Journal
 from readfirst.loop_journal import FINAL_STATUSES, LoopLog
-from readfirst.proposers import ProposerContext, get_proposer
+from readfirst.proposers import BudgetExceeded, ProposerContext, get_proposer
 from readfirst.research.orchestrate import refresh_from_experiments
 from readfirst.workspace import Workspace
 
@@ -83,6 +83,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                           options={"patches_dir": opts.patches_dir})
     try:
         candidates = proposer.propose(ctx)
+    except BudgetExceeded:
+        candidates = []  # the run starts, and stops at once with the reason
     except BaseException:
         if journal is not None:
             journal.close()
@@ -111,19 +113,51 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         baseline = base
         say(f"run {loop_id}: branch {branch} from {gitcli.short(base)}")
     rows = log.experiments(loop_id)
-    recorded = {r["candidate_id"] for r in rows}
-    for cid, title, reason in proposer.skipped:
-        if cid not in recorded:
-            stub = Candidate(cid, title, "", "", proposer.name)
-            exp = log.start_experiment(loop_id, 0, "explore", stub, baseline, None, "skipped")
-            log.finish_experiment(exp, "skipped", reason=reason, outcome="discarded")
+
+    def record_skipped(skipped: list[tuple[str, str, str]]) -> None:
+        recorded = {r["candidate_id"] for r in log.experiments(loop_id)}
+        for cid, title, reason in skipped:
+            if cid not in recorded:
+                stub = Candidate(cid, title, "", "", proposer.name)
+                exp = log.start_experiment(loop_id, 0, "explore", stub, baseline, None,
+                                           "skipped")
+                log.finish_experiment(exp, "skipped", reason=reason, outcome="discarded")
+
+    def duplicate_of(cand: Candidate) -> str | None:
+        """Novelty: the same edit was measured before in this run, or on this baseline in
+        an earlier run of this target."""
+        digest = normalized_diff_hash(cand.diff)
+        for row in journal.db.execute(
+            "SELECT loop_id, seq, candidate_id, candidate_json, baseline FROM experiments"
+            " WHERE status NOT IN ('cancelled', 'skipped') AND (loop_id = ? OR baseline = ?)",
+            (loop_id, baseline),
+        ).fetchall():
+            if row["candidate_id"] == cand.id:
+                continue  # the candidate itself (a confirmation, or a resumed run)
+            diff = json.loads(row["candidate_json"]).get("diff", "")
+            if diff and normalized_diff_hash(diff) == digest:
+                return f"same change as experiment #{row['seq']} of run {row['loop_id']}"
+        return None
+
+    def admit(fresh: list[Candidate]) -> list[Candidate]:
+        """Candidates worth measuring; duplicates are recorded as skipped with the reason."""
+        out = []
+        for cand in fresh:
+            dup = duplicate_of(cand)
+            if dup:
+                record_skipped([(cand.id, cand.title, f"not novel: {dup}")])
+            else:
+                out.append(cand)
+        return out
+
+    record_skipped(proposer.skipped)
     # wave 0 holds what the proposer itself skipped: recorded, but not an experiment
     explore_rows = [r for r in rows if r["kind"] == "explore" and r["wave"] > 0
                     and r["status"] in FINAL_STATUSES]
     by_id = {c.id: c for c in candidates}
     awaiting = [r for r in explore_rows if r["verdict"] == "improved" and r["outcome"] is None]
     finished_ids = {r["candidate_id"] for r in rows if r["status"] in FINAL_STATUSES}
-    queue = [c for c in candidates if c.id not in finished_ids]
+    queue = admit([c for c in candidates if c.id not in finished_ids])
     explored = len(explore_rows)
     nonwins = _trailing_nonwins(explore_rows)
     wave_no = max((r["wave"] for r in rows), default=0) + 1
@@ -141,7 +175,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         handles, cands = [], {}
         for cand, worker in batch:
             exp_id = log.start_experiment(loop_id, wave_no, kind, cand, baseline, worker)
-            job = Job(exp_id, str(target.root), baseline, cand.to_dict(), spec_data)
+            job = Job(exp_id, str(target.root), baseline, cand.to_dict(), spec_data,
+                      clean_build=kind == "confirm")
             handle = executor.submit(job, worker)
             log.set_pid(exp_id, handle.pid or 0)
             handles.append(handle)
@@ -175,12 +210,47 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             log.discard([check.exp_id])
             log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
             return False
+        if hasattr(proposer, "review"):  # e.g. an LLM reading the project's conventions
+            approve, why = proposer.review(ctx, winner.cand)
+            if not approve:
+                log.discard([winner.exp_id, check.exp_id], f"review veto: {why}")
+                say(f"  review veto: {winner.cand.title}: {why}")
+                return False
         commit = _land_commit(target, winner.cand, res, baseline, loop_id, check.exp_id)
         log.land(loop_id, [winner.exp_id, check.exp_id], commit)
         gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", commit, baseline)
         say(f"  kept: {winner.cand.title} ({res.reason.split(' (')[0]}) -> {gitcli.short(commit)}")
         baseline = commit
         return True
+
+    def refill() -> list[Candidate]:
+        """Ask a thinking proposer again, on the current baseline, knowing what was tried."""
+        if not getattr(proposer, "continuous", False):
+            return []
+        ctx.baseline = baseline
+        ctx.history = [e for e in log.summary(loop_id)["experiments"] if e["kind"] == "explore"]
+        fresh = admit(proposer.propose(ctx))
+        record_skipped(proposer.skipped)
+        say(f"{opts.proposer}: {len(fresh)} new candidate(s)")
+        return fresh
+
+    def repairs(tried: list[_Tried]) -> list[Candidate]:
+        """Fixed versions of candidates that failed to build or pass the checks."""
+        if not hasattr(proposer, "repair"):
+            return []
+        fixed = []
+        for t in tried:
+            res = t.result.result or {}
+            broken = t.result.verdict == "checks_failed" or (
+                t.result.verdict == "crash" and "build_failed" in res.get("flags", []))
+            if not broken:
+                continue
+            attempt = t.cand.id.count("-r") + 1
+            new = proposer.repair(ctx, t.cand, t.result.verdict or "", res.get("tail", ""),
+                                  attempt)
+            if new is not None:
+                fixed += admit([new])
+        return fixed
 
     # --- the waves ----------------------------------------------------------------------
     try:
@@ -190,7 +260,11 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             prior = JobResult(row["id"], row["worker"] or "", "finished", row["verdict"],
                               row["reason"] or "", json.loads(row["result_json"] or "null"))
             nonwins = 0 if confirm(_Tried(cand, row["id"], prior)) else nonwins + 1
-        while queue:
+        while True:
+            if not queue:
+                queue = refill()
+                if not queue:
+                    break
             if opts.max_experiments is not None and explored >= opts.max_experiments:
                 stop_reason = "max experiments"
                 break
@@ -212,6 +286,7 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                 if t not in winners and t.result.status == "finished":
                     log.discard([t.exp_id])
             nonwins += len(tried) - len(winners)
+            queue = repairs(tried) + queue
             for winner in sorted(winners, key=lambda t: _gain(t, spec), reverse=True):
                 nonwins = 0 if confirm(winner) else nonwins + 1
             # research refresh: hypotheses behind failed candidates are demoted in the brief
@@ -228,6 +303,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         raise
     except BaseFailedError as e:
         stop_reason = f"baseline cannot be measured: {e}"
+    except BudgetExceeded as e:
+        stop_reason = f"max cost: {e}"
     finally:
         executor.close()
     log.finish(loop_id, "done", stop_reason)

@@ -38,7 +38,8 @@ def run_job(job: Job, worker: str) -> JobResult:
                              timings={"apply": time.perf_counter() - started})
     applied = time.perf_counter() - started
     try:
-        result = compare(target, job.baseline, cand_commit, spec, slots=slots)
+        result = compare(target, job.baseline, cand_commit, spec, slots=slots,
+                         clean_cand=job.clean_build)
     except BaseFailedError as e:
         return JobResult(job.exp_id, worker, "base_failed", reason=str(e),
                          cand_commit=cand_commit, timings={"apply": applied})

@@ -62,12 +62,15 @@ class Workspace:
             fh.flush()
             yield
 
-    def checkout(self, slot: str, commit: str) -> Path:
-        """The slot's worktree at `commit`, created on first use, reused after."""
+    def checkout(self, slot: str, commit: str, *, clean: bool = False) -> Path:
+        """The slot's worktree at `commit`, created on first use, reused after; `clean` also
+        removes ignored files (build outputs), so the next build starts from scratch."""
         path = self.slot_path(slot)
         if path.exists() and gitcli.head_of(path) is not None:
             if gitcli.head_of(path) != commit or not gitcli.is_clean(path):
                 gitcli.worktree_checkout(path, commit)
+            if clean:
+                gitcli.git(path, "clean", "-ffdxq")
             return path
         if path.exists():  # half-made by a killed run: start it over
             shutil.rmtree(path)

@@ -17,6 +17,7 @@ class Job:
     baseline: str  # commit sha
     candidate: dict[str, Any]  # Candidate.to_dict()
     spec: dict[str, Any]  # Spec.model_dump(): the judge's config travels with the job
+    clean_build: bool = False  # confirmations rebuild the candidate from a clean tree
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

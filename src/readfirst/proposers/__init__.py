@@ -26,6 +26,11 @@ class ProposerContext:
     spec: Spec
     state_dir: Path  # .readfirst/ (for caches and fetched data)
     options: dict[str, Any] = field(default_factory=dict)  # command-line options, e.g. patches_dir
+    # What was tried before in this target (oldest first): dicts with title, candidate_id,
+    # verdict, outcome, reason, ratio; for proposers that learn from failures.
+    history: list[dict[str, Any]] = field(default_factory=list)
+    brief: Path | None = None  # .readfirst/research/brief.md when research has run
+    run_id: str | None = None  # the loop run asking
 
 
 class Proposer(Protocol):
@@ -40,11 +45,33 @@ class Proposer(Protocol):
     def skipped(self) -> list[tuple[str, str, str]]: ...
 
 
+class ThinkingProposer(Proposer, Protocol):
+    """A proposer that can be asked again (the loop calls `propose` when its queue runs dry),
+    repair a candidate that failed to build or pass checks, and review a winner."""
+
+    continuous: bool
+
+    def repair(self, ctx: ProposerContext, cand: Candidate, verdict: str,
+               error_tail: str, attempt: int) -> Candidate | None: ...
+
+    def review(self, ctx: ProposerContext, cand: Candidate) -> tuple[bool, str]:
+        """(approve, reason) against the project's conventions; a veto is recorded."""
+        ...
+
+
+class BudgetExceeded(Exception):
+    """The proposer reached its cost cap ([agent] max_cost_usd); the loop stops."""
+
+
 def get_proposer(name: str) -> Proposer:
     from readfirst.proposers.forks import ForksProposer
     from readfirst.proposers.patches import PatchesProposer
 
     builtin: dict[str, type] = {"forks": ForksProposer, "patches": PatchesProposer}
+    if name == "agent":
+        from readfirst.proposers.agent import make_agent_proposer
+
+        return make_agent_proposer()
     if name in builtin:
         return builtin[name]()  # type: ignore[no-any-return]
     for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -1,0 +1,1 @@
+"""Agents: LLM API clients and coding-agent CLIs that turn research into candidates."""
