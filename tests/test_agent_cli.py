@@ -1,0 +1,285 @@
+"""The `agent-cli` proposer against stand-in `claude`, `codex` and `aider` executables
+(tests/data/agents/) that parse their argv like the real CLIs and edit the worktree."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import git, make_target
+
+from readfirst.agents.config import AgentConfig
+from readfirst.candidate import apply_candidate
+from readfirst.config import load_spec
+from readfirst.journal import Journal
+from readfirst.proposers import BudgetExceeded, ProposerContext
+from readfirst.proposers.agent_cli import CLIAgentProposer, agent_command
+from readfirst.research import Hypothesis, Site
+from readfirst.research.brief import ResearchStore
+from readfirst.research.run import ResearchResult
+from readfirst.workspace import Workspace
+
+AGENTS = Path(__file__).parent / "data" / "agents"
+
+
+@pytest.fixture
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-ins, executable, first on PATH; returns the log file they append to."""
+    bin_dir = tmp_path / "bin"
+    shutil.copytree(AGENTS, bin_dir)
+    for name in ("claude", "codex", "aider"):
+        (bin_dir / name).chmod(0o755)
+    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
+    monkeypatch.setenv("PATH", path)
+    log = tmp_path / "agent-calls.jsonl"
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+    monkeypatch.setenv("FAKE_AGENT_MODE", "halve")
+    return log
+
+
+@pytest.fixture
+def target(tmp_path: Path):
+    """A target whose own working tree and HEAD must be the same after every test."""
+    root = make_target(tmp_path / "target")
+    before = (git(root, "status", "--porcelain"), git(root, "rev-parse", "HEAD"),
+              (root / "src/params.h").read_text())
+    yield root
+    after = (git(root, "status", "--porcelain"), git(root, "rev-parse", "HEAD"),
+             (root / "src/params.h").read_text())
+    assert after == before
+
+
+def context(root: Path, **kw: object) -> ProposerContext:
+    return ProposerContext(repo=root, root=root, rel="", baseline=git(root, "rev-parse", "HEAD"),
+                           spec=load_spec(root), state_dir=root / ".readfirst", **kw)  # type: ignore[arg-type]
+
+
+def calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def applied(root: Path, tmp_path: Path, cand) -> Path:  # noqa: ANN001
+    """The candidate applied to the baseline in a fresh worktree."""
+    wt = tmp_path / "check"
+    git(root, "worktree", "add", "-q", "--detach", str(wt), "HEAD")
+    apply_candidate(wt, git(root, "rev-parse", "HEAD"), cand)
+    return wt
+
+
+def save_research(root: Path, titles: list[str], failed: tuple[int, ...] = ()) -> None:
+    Workspace(root).ensure()
+    journal = Journal(root / ".readfirst" / "journal.db")
+    store = ResearchStore(journal)
+    hyps = [Hypothesis(t, "paper", f"why {t}", [Site("src/prog.c", 14, "main")], [f"ref:{i}"],
+                       "2x", 1.0 - i / 10) for i, t in enumerate(titles)]
+    rid = store.save(ResearchResult(None, hyps, [], []), offline=True, baseline=None)
+    for rank in failed:
+        hid = store.hypotheses(rid)[rank]["id"]
+        store.set_status(hid, "failed", "slower", 0.0)
+    journal.close()
+
+
+@pytest.mark.parametrize("kind", ["claude-code", "codex", "aider"])
+def test_cli_agent_edits_become_a_candidate(kind: str, target: Path, agents: Path,
+                                            tmp_path: Path) -> None:
+    prop = CLIAgentProposer(AgentConfig(kind=kind, model="m-1"))
+    cands = prop.propose(context(target))
+    assert prop.skipped == [] and len(cands) == 1
+    cand = cands[0]
+    assert cand.id.startswith(f"agent:{kind}:") and len(cand.id.split(":")[-1]) == 12
+    assert cand.title == "Make time_ms better" and cand.source == "agent"
+    assert cand.provenance == (f"agent:{kind}",)
+    assert "src/params.h" in cand.diff and "autoresearch" not in cand.diff
+    wt = applied(target, tmp_path, cand)
+    assert "WORK 3000000L" in (wt / "src/params.h").read_text()
+    (call,) = calls(agents)
+    assert call["prompt_file_matches"]
+    assert Path(call["cwd"]) == Path(call["worktree"]) == (
+        target / ".readfirst" / "worktrees" / "agent").resolve()
+    assert "--model" in call["argv"] and "m-1" in call["argv"]
+    logs = target / ".readfirst" / "agent" / "adhoc"
+    assert (logs / "1.prompt.md").is_file() and (logs / "1.out").is_file()
+    assert (logs / "1.err").is_file()
+    if kind == "claude-code":
+        assert call["argv"][call["argv"].index("--output-format") + 1] == "json"
+        assert "--permission-mode" in call["argv"]
+        assert prop.spent_usd == pytest.approx(0.12)
+        assert "Agent (claude-code): Halved WORK" in cand.rationale
+    else:
+        assert prop.spent_usd == 0.0
+    if kind == "aider":
+        assert {"--yes-always", "--no-auto-commits"} <= set(call["argv"])
+
+
+def test_commands_quote_nothing_from_the_prompt() -> None:
+    cmd = agent_command(AgentConfig(kind="claude-code"))
+    assert cmd.startswith('claude -p "$READFIRST_PROMPT" --output-format json')
+    assert "--model" not in cmd
+    assert agent_command(AgentConfig(kind="codex", model="o3; rm -rf /")).endswith(
+        "--model 'o3; rm -rf /' \"$READFIRST_PROMPT\"")
+    assert agent_command(AgentConfig(kind="command", command="./go.sh")) == "./go.sh"
+
+
+def test_command_kind_reads_the_prompt_file(target: Path, agents: Path, tmp_path: Path) -> None:
+    cmd = ("grep -q '^## Rules' \"$READFIRST_PROMPT_FILE\""
+           " && test \"$PWD\" = \"$READFIRST_WORKTREE\""
+           " && sed -i 's/WORK 6000000L/WORK 2000000L/' src/params.h")
+    prop = CLIAgentProposer(AgentConfig(kind="command", command=cmd))
+    (cand,) = prop.propose(context(target, run_id="r7"))
+    assert cand.id.startswith("agent:command:")
+    assert "WORK 2000000L" in (applied(target, tmp_path, cand) / "src/params.h").read_text()
+    assert (target / ".readfirst" / "agent" / "r7" / "1.prompt.md").is_file()
+
+
+def test_agent_editing_a_protected_file_is_refused(target: Path, agents: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "protected")
+    prop = CLIAgentProposer(AgentConfig(kind="claude-code"))
+    assert prop.propose(context(target)) == []
+    ((cid, title, reason),) = prop.skipped
+    assert cid == "agent:claude-code:generic" and title == "Make time_ms better"
+    assert reason == "refused: changes protected files: autoresearch.sh"
+
+
+def test_out_of_scope_change_is_refused(target: Path, agents: Path) -> None:
+    prop = CLIAgentProposer(AgentConfig(kind="command", command="echo x >> Makefile"))
+    assert prop.propose(context(target)) == []
+    assert prop.skipped[0][2] == "refused: changes files outside scope: Makefile"
+
+
+def test_agent_that_changes_nothing_is_skipped(target: Path, agents: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "nothing")
+    prop = CLIAgentProposer(AgentConfig(kind="codex"))
+    assert prop.propose(context(target)) == []
+    assert prop.skipped[0][2] == "the agent changed nothing"
+
+
+def test_failing_agent_is_skipped_with_its_output(target: Path, agents: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "fail")
+    prop = CLIAgentProposer(AgentConfig(kind="aider"))
+    assert prop.propose(context(target)) == []
+    reason = prop.skipped[0][2]
+    assert reason.startswith("agent exited with code 3 and changed nothing:")
+    assert "thinking..." in reason and "error: model overloaded" in reason
+
+
+def test_hanging_agent_is_killed(target: Path, agents: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    pidfile = tmp_path / "agent.pid"
+    monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
+    monkeypatch.setenv("FAKE_AGENT_PIDFILE", str(pidfile))
+    prop = CLIAgentProposer(AgentConfig(kind="claude-code", timeout=2))
+    started = time.monotonic()
+    assert prop.propose(context(target)) == []
+    assert time.monotonic() - started < 15
+    assert prop.skipped[0][2] == "agent timed out after 2s"
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid)
+    # The slot is usable again, and reset: the next run starts from the baseline.
+    monkeypatch.setenv("FAKE_AGENT_MODE", "halve")
+    assert len(prop.propose(context(target))) == 1
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_commits_by_the_agent_are_still_taken(target: Path, agents: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "commit")
+    (cand,) = CLIAgentProposer(AgentConfig(kind="codex")).propose(context(target))
+    assert "WORK 3000000L" in (applied(target, tmp_path, cand) / "src/params.h").read_text()
+
+
+def test_budget(target: Path, agents: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    save_research(target, ["A", "B", "C"])
+    monkeypatch.setenv("FAKE_COST", "0.15")
+    prop = CLIAgentProposer(AgentConfig(kind="claude-code", max_cost_usd=0.25))
+    cands = prop.propose(context(target))  # two runs reach the cap; the third never starts
+    assert [c.title for c in cands] == ["A", "B"]
+    assert prop.spent_usd == pytest.approx(0.30) and len(calls(agents)) == 2
+    with pytest.raises(BudgetExceeded, match="max_cost_usd"):
+        prop.propose(context(target))
+    assert len(calls(agents)) == 2
+
+
+def test_research_hypotheses_and_history_in_the_prompt(target: Path, agents: Path) -> None:
+    save_research(target, ["Tile the loop", "Use SIMD", "Unroll", "Prefetch"], failed=(1,))
+    (target / ".readfirst" / "research").mkdir()
+    (target / ".readfirst" / "research" / "brief.md").write_text("# Research brief\n" + "x" * 9000)
+    history = [{"title": f"old {i}", "verdict": "no_change", "reason": f"r{i}"}
+               for i in range(40)]
+    history.append({"title": "Prefetch", "verdict": "regressed", "reason": ""})
+    prop = CLIAgentProposer(AgentConfig(kind="claude-code", max_hypotheses=1))
+    ctx = context(target, history=history)
+    (cand,) = prop.propose(ctx)
+    assert cand.title == "Tile the loop" and cand.provenance == ("agent:claude-code", "ref:0")
+    assert cand.rationale.startswith("why Tile the loop")
+    prompt = (target / ".readfirst" / "agent" / "adhoc" / "1.prompt.md").read_text()
+    assert "## Hypothesis: Tile the loop" in prompt and "src/prog.c:14 (main)" in prompt
+    assert "[... truncated]" in prompt and str(target / ".readfirst/research/brief.md") in prompt
+    assert "- old 39 -> no_change (r39)" in prompt and "- old 11 -> no_change (r11)" in prompt
+    assert "- old 10 -> " not in prompt and "- Prefetch -> regressed\n" in prompt
+    assert "Change only files matching: src/**" in prompt
+    for protected in ("autoresearch.sh", "autoresearch.checks.sh", "tests/**", "readfirst.toml"):
+        assert protected in prompt
+    assert "Do not run the benchmark and do not commit" in prompt
+    # Asked again: the next open one ("Use SIMD" failed, "Prefetch" was tried), then none left.
+    assert [c.title for c in prop.propose(ctx)] == ["Unroll"]
+    assert prop.propose(ctx) == [] and len(calls(agents)) == 2
+
+
+def test_repair_reruns_the_agent_on_the_candidate(target: Path, agents: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    prop = CLIAgentProposer(AgentConfig(kind="claude-code"))
+    ctx = context(target)
+    (cand,) = prop.propose(ctx)
+    monkeypatch.setenv("FAKE_AGENT_MODE", "fix")
+    fixed = prop.repair(ctx, cand, "crash", "cc: error: FIXED undeclared", 1)
+    assert fixed is not None and fixed.id == cand.id + "-r1"
+    assert fixed.provenance == cand.provenance and prop.spent_usd == pytest.approx(0.24)
+    params = (applied(target, tmp_path, fixed) / "src/params.h").read_text()
+    assert "WORK 3000000L" in params and "#define FIXED 1" in params
+    prompt = (target / ".readfirst" / "agent" / "adhoc" / "2.prompt.md").read_text()
+    assert "It failed: crash" in prompt and "cc: error: FIXED undeclared" in prompt
+    monkeypatch.setenv("FAKE_AGENT_MODE", "nothing")
+    assert prop.repair(ctx, fixed, "crash", "still", 2) is None
+    assert prop.repair_note == "the agent changed nothing"
+    assert prop.review(ctx, fixed) == (True, "no review for CLI agents")
+
+
+def test_target_in_a_subdirectory(tmp_path: Path, agents: Path) -> None:
+    repo = make_target(tmp_path / "mono")
+    root = repo / "bench"
+    root.mkdir()
+    names = [p.name for p in repo.iterdir() if p.name not in (".git", "bench", ".gitignore")]
+    git(repo, "mv", *names, "bench/")
+    git(repo, "commit", "-qm", "move into bench/")
+    ctx = ProposerContext(repo=repo, root=root, rel="bench",
+                          baseline=git(repo, "rev-parse", "HEAD"), spec=load_spec(root),
+                          state_dir=root / ".readfirst")
+    (cand,) = CLIAgentProposer(AgentConfig(kind="codex")).propose(ctx)
+    assert "bench/src/params.h" in cand.diff
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_agent_droppings_are_not_part_of_the_change(target: Path, agents: Path) -> None:
+    cmd = ("echo chat > .aider.chat.history.md && mkdir -p .aider.tags.cache.v4"
+           " && echo x > .aider.tags.cache.v4/t && echo '#define X 1' >> src/params.h")
+    (cand,) = CLIAgentProposer(AgentConfig(kind="command", command=cmd)).propose(context(target))
+    assert ".aider" not in cand.diff and "#define X 1" in cand.diff
