@@ -163,3 +163,26 @@ def test_bad_loop_input(tmp_path: Path) -> None:
     assert code == 2 and "competitors" in proc.stderr
     code, _, proc = run_cli("run", "--resume", cwd=target)
     assert code == 2 and "nothing to resume" in proc.stderr
+
+
+def test_a_change_already_tried_is_not_measured_again(loop_target: tuple[Path, Path]) -> None:
+    target, patches = loop_target
+    for p in patches.iterdir():
+        if not p.name.startswith("02-"):
+            p.unlink()
+    # the same edit under another name, with different blob ids and line numbers in the diff
+    text = (patches / "02-double-the-work.patch").read_text()
+    (patches / "07-same-edit-again.patch").write_text(
+        text.replace("@@ -1,2 +1,2 @@", "@@ -1,2 +1,2 @@ context").replace("index ", "index 0"))
+    code, s, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
+                            "--json", cwd=target)
+    assert code == 0, proc.stderr
+    rows = {e["title"]: e for e in s["experiments"]}
+    assert rows["02-double-the-work"]["verdict"] == "regressed"
+    assert rows["07-same-edit-again"]["status"] == "skipped"
+    assert rows["07-same-edit-again"]["reason"].startswith("not novel: same change as")
+    # a second run on the same baseline measures nothing it has measured already
+    code, s2, _ = run_cli("run", "--proposer", "patches", "--patches", str(patches),
+                          "--json", cwd=target)
+    assert code == 0
+    assert all(e["status"] == "skipped" for e in s2["experiments"])

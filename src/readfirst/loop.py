@@ -132,18 +132,24 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             " WHERE status NOT IN ('cancelled', 'skipped') AND (loop_id = ? OR baseline = ?)",
             (loop_id, baseline),
         ).fetchall():
-            if row["candidate_id"] == cand.id:
+            if row["candidate_id"] == cand.id and row["loop_id"] == loop_id:
                 continue  # the candidate itself (a confirmation, or a resumed run)
             diff = json.loads(row["candidate_json"]).get("diff", "")
             if diff and normalized_diff_hash(diff) == digest:
                 return f"same change as experiment #{row['seq']} of run {row['loop_id']}"
         return None
 
+    admitted: dict[str, str] = {}  # normalised diff -> the candidate id that carries it
+
     def admit(fresh: list[Candidate]) -> list[Candidate]:
         """Candidates worth measuring; duplicates are recorded as skipped with the reason."""
         out = []
         for cand in fresh:
-            dup = duplicate_of(cand)
+            digest = normalized_diff_hash(cand.diff)
+            earlier = admitted.get(digest)
+            dup = (f"same change as candidate {earlier}" if earlier and earlier != cand.id
+                   else duplicate_of(cand))
+            admitted.setdefault(digest, cand.id)
             if dup:
                 record_skipped([(cand.id, cand.title, f"not novel: {dup}")])
             else:
