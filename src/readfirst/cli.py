@@ -379,3 +379,11 @@ def clean(directory: Path) -> None:
     ws = Workspace(Target.at(directory).root)
     removed = ws.remove_worktrees()
     out.print(f"removed {len(removed)} worktree(s)")
+
+
+# Agent-driven mode: commands that live in their own module.
+from readfirst.agent_cli_commands import mcp as _mcp_command  # noqa: E402
+from readfirst.agent_cli_commands import playbook as _playbook_command  # noqa: E402
+
+cli.add_command(_mcp_command)
+cli.add_command(_playbook_command)
