@@ -90,6 +90,9 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             journal.close()
         raise
 
+    brief = ws.state / "research" / "brief.md"
+    ctx.brief = brief if brief.is_file() else None
+
     # --- open or create the run -----------------------------------------------------------
     if resume:
         assert journal is not None and row is not None
@@ -112,6 +115,7 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                     "proposer": opts.proposer})
         baseline = base
         say(f"run {loop_id}: branch {branch} from {gitcli.short(base)}")
+    ctx.run_id = loop_id  # thinking proposers count their cost per run
     rows = log.experiments(loop_id)
 
     def record_skipped(skipped: list[tuple[str, str, str]]) -> None:
@@ -313,6 +317,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         stop_reason = f"max cost: {e}"
     finally:
         executor.close()
+        if hasattr(proposer, "close"):
+            proposer.close()
     log.finish(loop_id, "done", stop_reason)
     _write_report(log, ws, loop_id)
     summary = log.summary(loop_id)

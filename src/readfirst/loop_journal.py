@@ -142,7 +142,20 @@ class LoopLog:
             "proposer": options.get("proposer"),
             "experiments": exps,
             "report": run["report"],
+            "api_cost": self._api_cost(loop_id),
         }
+
+    def _api_cost(self, loop_id: str) -> dict[str, float]:
+        """Tokens and USD the proposer's model calls cost in this run (none: zeros)."""
+        try:
+            row = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+                " COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE run_id = ?", (loop_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no model was ever called in this target
+            return {"calls": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0}
+        return {"calls": row[0], "input_tokens": row[1], "output_tokens": row[2],
+                "usd": round(row[3], 6)}
 
     @staticmethod
     def _experiment_dict(r: sqlite3.Row) -> dict[str, Any]:
