@@ -77,9 +77,10 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
     else:
         assert opts is not None
         base = gitcli.resolve_commit(target.repo, opts.base)
+    loop_id = row["id"] if resume and row is not None else new_run_id()
     proposer = get_proposer(opts.proposer)
     ctx = ProposerContext(repo=target.repo, root=target.root, rel=target.rel, baseline=base,
-                          spec=spec, state_dir=ws.state,
+                          spec=spec, state_dir=ws.state, run_id=loop_id,
                           options={"patches_dir": opts.patches_dir})
     try:
         candidates = proposer.propose(ctx)
@@ -96,7 +97,7 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
     # --- open or create the run -----------------------------------------------------------
     if resume:
         assert journal is not None and row is not None
-        loop_id, branch = row["id"], row["branch"]
+        branch = row["branch"]
         log.reopen(loop_id)
         baseline = row["baseline"]  # the journal is the truth; the branch follows it
         gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", baseline)
@@ -105,7 +106,6 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         ws.ensure()
         journal = Journal(ws.journal_path)
         log = LoopLog(journal)
-        loop_id = new_run_id()
         branch = f"readfirst/{loop_id}"
         gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", base)
         metric = {"name": spec.metric.name, "unit": spec.metric.unit,
@@ -115,7 +115,6 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                     "proposer": opts.proposer})
         baseline = base
         say(f"run {loop_id}: branch {branch} from {gitcli.short(base)}")
-    ctx.run_id = loop_id  # thinking proposers count their cost per run
     rows = log.experiments(loop_id)
 
     def record_skipped(skipped: list[tuple[str, str, str]]) -> None:
@@ -271,10 +270,6 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                               row["reason"] or "", json.loads(row["result_json"] or "null"))
             nonwins = 0 if confirm(_Tried(cand, row["id"], prior)) else nonwins + 1
         while True:
-            if not queue:
-                queue = refill()
-                if not queue:
-                    break
             if opts.max_experiments is not None and explored >= opts.max_experiments:
                 stop_reason = "max experiments"
                 break
@@ -284,6 +279,10 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             if opts.patience is not None and nonwins >= opts.patience:
                 stop_reason = "patience"
                 break
+            if not queue:
+                queue = refill()
+                if not queue:
+                    break
             size = min(len(executor.workers), len(queue))
             if opts.max_experiments is not None:
                 size = min(size, opts.max_experiments - explored)
