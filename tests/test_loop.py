@@ -186,3 +186,27 @@ def test_a_change_already_tried_is_not_measured_again(loop_target: tuple[Path, P
                           "--json", cwd=target)
     assert code == 0
     assert all(e["status"] == "skipped" for e in s2["experiments"])
+
+
+def test_noisy_workers_are_quarantined(loop_target: tuple[Path, Path]) -> None:
+    target, patches = loop_target
+    toml = (target / "readfirst.toml").read_text()
+    # every machine is noisier than 0.0001 %: both workers are quarantined, the run stops
+    write(target, "readfirst.toml", toml + "\n[executor]\nnoise_check = true\n"
+          "max_worker_cv = 0.000001\n")
+    code, s, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
+                            "--json", cwd=target)
+    assert code == 0, proc.stderr
+    assert s["stop_reason"] == "every worker is too noisy (quarantined)"
+    assert set(s["workers_noise"]) == {"w0", "w1"}
+    assert all(w["quarantined"] and w["cv"] > 0 for w in s["workers_noise"].values())
+    assert [e for e in s["experiments"] if e["wave"] > 0] == []
+    # a generous threshold lets them work, and their noise is reported
+    write(target, "readfirst.toml", toml + "\n[executor]\nnoise_check = true\n"
+          "max_worker_cv = 10\n")
+    (patches / "05-hangs.patch").unlink()
+    code, s, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
+                            "--json", "--max-experiments", "2", cwd=target)
+    assert code == 0, proc.stderr
+    assert not any(w["quarantined"] for w in s["workers_noise"].values())
+    assert len([e for e in s["experiments"] if e["kind"] == "explore"]) == 2

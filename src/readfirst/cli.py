@@ -241,11 +241,16 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @click.option("--patience", type=click.IntRange(min=1), help="Stop after K non-wins in a row.")
 @click.option("--pin-cpus", is_flag=True, help="Pin each worker to its own CPUs.")
 @click.option("--base", default="HEAD", show_default=True, help="Revision to start from.")
+@click.option("--executor", type=click.Choice(["local", "ray", "skypilot"]),
+              help="Where experiments run (default: [executor] kind, else local).")
+@click.option("--dry-run", is_flag=True, help="SkyPilot: write the task YAMLs, launch nothing.")
+@click.option("--max-cost", type=click.FloatRange(min=0), help="USD, compute + API.")
 @click.option("--resume", is_flag=True, help="Continue the last interrupted run.")
 @json_option
 def run(directory: Path, proposer: str | None, patches_dir: str | None, workers: int,
         max_experiments: int | None, max_time: float | None, patience: int | None,
-        pin_cpus: bool, base: str, resume: bool, as_json: bool) -> None:
+        pin_cpus: bool, base: str, executor: str | None, dry_run: bool,
+        max_cost: float | None, resume: bool, as_json: bool) -> None:
     """The loop: propose, measure in parallel workers, keep real winners on a branch."""
     from readfirst.loop import LoopOptions, run_loop
 
@@ -258,6 +263,7 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
             raise ConfigError("--proposer patches needs --patches DIR")
         opts = LoopOptions(proposer=proposer, workers=workers, max_experiments=max_experiments,
                            max_time=max_time, patience=patience, pin_cpus=pin_cpus, base=base,
+                           executor=executor, dry_run=dry_run, max_cost=max_cost,
                            patches_dir=str(Path(patches_dir).resolve()) if patches_dir else None)
     summary = run_loop(target, spec, opts, resume=resume, say=_say(as_json))
     _print_summary(summary, as_json)

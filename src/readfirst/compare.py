@@ -266,7 +266,8 @@ def result_cv(samples: list[Sample]) -> float:
 
 
 def bench(
-    target: Target, rev: str, spec: Spec, rounds: int, progress: Progress = _quiet
+    target: Target, rev: str, spec: Spec, rounds: int, progress: Progress = _quiet,
+    *, slot: str = "base",
 ) -> dict[str, Any]:
     """Baseline rounds of one revision: build, warm-up, `rounds` runs, summary."""
     sha = gitcli.resolve_commit(target.repo, rev)
@@ -276,8 +277,8 @@ def bench(
     run_id = journal.start_run("bench", target.root, spec.model_dump(), spec.metric.name)
     run_dir = ws.run_dir(run_id)
     try:
-        with ws.lock_slot("base"):
-            side = target.side("base", rev, sha, ws.checkout("base", sha))
+        with ws.lock_slot(slot):
+            side = target.side("base", rev, sha, ws.checkout(slot, sha))
             journal.add_revision(run_id, "base", rev, sha, side.tree, str(side.checkout))
             protected = target.repo_patterns(spec.protected_patterns())
             runner = Runner(spec, journal, run_id, run_dir, [side],

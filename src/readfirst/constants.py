@@ -20,6 +20,10 @@ PLAUSIBLE_RATIO = 3.0  # cand/base beyond 3x either way is "suspect", never "imp
 BASELINE_DRIFT = 0.10  # flag a baseline this far from the journal's last one (same code, host)
 CRASH_TAIL_LINES = 50  # lines of output kept in a crash verdict
 
+# --- workers (the loop) ------------------------------------------------------------------
+MAX_WORKER_CV = 0.05  # a worker whose baseline CV exceeds this is quarantined (A-vs-A check)
+NOISE_EVERY_WAVES = 5  # re-check every worker's noise this often (and before the first wave)
+
 # --- timeouts (seconds) -------------------------------------------------------------------
 DEFAULT_BUILD_TIMEOUT = 600
 DEFAULT_BENCH_TIMEOUT = 300

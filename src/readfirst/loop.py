@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from readfirst import constants as C
 from readfirst import gitcli
 from readfirst.candidate import COMMIT_IDENTITY, Candidate, normalized_diff_hash
 from readfirst.compare import Target
 from readfirst.config import Spec
 from readfirst.errors import BaseFailedError, ConfigError
-from readfirst.executors import Job, JobResult
-from readfirst.executors.local import LocalExecutor
+from readfirst.executors import Job, JobResult, make_executor
 from readfirst.journal import Journal
 from readfirst.loop_journal import FINAL_STATUSES, LoopLog
 from readfirst.proposers import BudgetExceeded, ProposerContext, get_proposer
@@ -42,6 +42,9 @@ class LoopOptions:
     patches_dir: str | None = None
     pin_cpus: bool = False
     base: str = "HEAD"
+    executor: str | None = None  # overrides [executor] kind
+    dry_run: bool = False  # remote executors: write what would run, launch nothing
+    max_cost: float | None = None  # USD, compute + API; no wave starts after it
 
 
 @dataclass
@@ -173,8 +176,26 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
     say(f"{len(candidates)} candidates from {opts.proposer}, {len(queue)} to try, "
         f"{len(proposer.skipped)} skipped")
 
-    executor = LocalExecutor(ws, ws.state / "loops" / loop_id / "jobs", opts.workers,
-                             opts.pin_cpus)
+    ex_opts = dict(spec.executor)
+    ex_kind = opts.executor or str(ex_opts.pop("kind", "local"))
+    ex_opts.pop("kind", None)
+    verify_opts = ex_opts.pop("verify", None)  # a second pool (e.g. arm64) winners must pass
+    if opts.dry_run:
+        ex_opts["dry_run"] = True
+    jobs_dir = ws.state / "loops" / loop_id / "jobs"
+    executor = make_executor(ex_kind, ws, jobs_dir, opts.workers, pin_cpus=opts.pin_cpus,
+                             options=ex_opts)
+    verifier = None
+    if isinstance(verify_opts, dict):
+        vo = dict(verify_opts)
+        verifier = make_executor(str(vo.pop("kind", "local")), ws, jobs_dir / "verify", 1,
+                                 options=vo)
+    # On shared remote machines noisy neighbours are the norm, so workers are checked by
+    # default there; locally the paired rounds already absorb a busy laptop's noise.
+    noise_check = bool(ex_opts.get("noise_check", ex_kind != "local")) and not opts.dry_run
+    max_worker_cv = float(ex_opts.get("max_worker_cv", C.MAX_WORKER_CV))
+    noise_every = int(ex_opts.get("noise_every", C.NOISE_EVERY_WAVES))
+    quarantined: set[str] = set()
     spec_data = spec.model_dump()
     started = time.monotonic()
     stop_reason = "no candidates left"
@@ -209,7 +230,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
     def confirm(winner: _Tried) -> bool:
         """Re-measure a winner on another worker against the current baseline; land it."""
         nonlocal baseline
-        others = [w for w in executor.workers if w != winner.result.worker] or executor.workers
+        pool = healthy()
+        others = [w for w in pool if w != winner.result.worker] or pool
         (check,) = run_wave([(winner.cand, others[0])], "confirm")
         res = check.result
         if res.verdict != "improved" or res.result is None or res.cand_commit is None:
@@ -219,6 +241,14 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             log.discard([check.exp_id])
             log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
             return False
+        if verifier is not None:  # e.g. an arm64 pool: the winner must win there too
+            other = run_on(verifier, winner.cand, verifier.workers[0], "verify")
+            if other.result.verdict != "improved":
+                got = other.result.verdict or other.result.status
+                why = f"not confirmed on the verify pool: {got}"
+                log.discard([winner.exp_id, check.exp_id, other.exp_id], why)
+                say(f"  {why}: {winner.cand.title}")
+                return False
         if hasattr(proposer, "review"):  # e.g. an LLM reading the project's conventions
             approve, why = proposer.review(ctx, winner.cand)
             if not approve:
@@ -231,6 +261,47 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         say(f"  kept: {winner.cand.title} ({res.reason.split(' (')[0]}) -> {gitcli.short(commit)}")
         baseline = commit
         return True
+
+    def healthy() -> list[str]:
+        return [w for w in executor.workers if w not in quarantined]
+
+    def check_noise() -> None:
+        """A-vs-A: each worker benchmarks the baseline alone; a worker whose CV is above
+        the threshold is quarantined (on SkyPilot, replaced with a fresh VM)."""
+        stub = Candidate("noise-check", "worker noise check (A vs A)", "", "", "readfirst")
+        for worker in healthy():
+            tried = run_on(executor, stub, worker, "noise")
+            res = tried.result.result or {}
+            cv = res.get("cv")
+            if tried.result.status == "base_failed":
+                raise BaseFailedError(tried.result.reason)
+            noisy = cv is None or cv > max_worker_cv
+            log.record_noise(loop_id, worker, cv, res.get("n"), noisy)
+            log.discard([tried.exp_id])
+            if noisy:
+                say(f"  [{worker}] noise CV {cv if cv is None else f'{cv:.1%}'} > "
+                    f"{max_worker_cv:.0%}: quarantined")
+                if hasattr(executor, "replace_worker"):
+                    executor.replace_worker(worker)  # a fresh VM, checked next time
+                else:
+                    quarantined.add(worker)
+
+    def spent() -> float:
+        return float(log.summary(loop_id)["cost"]["total_usd"])
+
+    def run_on(ex: Any, cand: Candidate, worker: str, kind: str) -> _Tried:
+        """One job on one executor (noise checks, verify pool), waited for."""
+        exp_id = log.start_experiment(loop_id, wave_no, kind, cand, baseline, worker)
+        job = Job(exp_id, str(target.root), baseline, cand.to_dict(), spec_data,
+                  clean_build=kind == "verify", kind="noise" if kind == "noise" else
+                  "experiment")
+        handle = ex.submit(job, worker)
+        log.set_pid(exp_id, handle.pid or 0)
+        res = ex.wait_any([handle])[0]  # no timeout: returns once the job is done
+        log.finish_experiment(exp_id, res.status, verdict=res.verdict, reason=res.reason,
+                              result=res.result, cand_commit=res.cand_commit,
+                              timings=res.timings)
+        return _Tried(cand, exp_id, res)
 
     def refill() -> list[Candidate]:
         """Ask a thinking proposer again, on the current baseline, knowing what was tried."""
@@ -283,12 +354,20 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                 queue = refill()
                 if not queue:
                     break
-            size = min(len(executor.workers), len(queue))
+            if noise_check and (wave_no - 1) % noise_every == 0:
+                check_noise()
+            if not healthy():
+                stop_reason = "every worker is too noisy (quarantined)"
+                break
+            if opts.max_cost is not None and spent() >= opts.max_cost:
+                stop_reason = "max cost"
+                break
+            size = min(len(healthy()), len(queue))
             if opts.max_experiments is not None:
                 size = min(size, opts.max_experiments - explored)
             batch, queue = queue[:size], queue[size:]
             say(f"wave {wave_no}: {len(batch)} candidate(s) on {gitcli.short(baseline)}")
-            tried = run_wave(list(zip(batch, executor.workers, strict=False)), "explore")
+            tried = run_wave(list(zip(batch, healthy(), strict=False)), "explore")
             explored += len(batch)
             winners = [t for t in tried if t.result.verdict == "improved"]
             for t in tried:
@@ -316,6 +395,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         stop_reason = f"max cost: {e}"
     finally:
         executor.close()
+        if verifier is not None:
+            verifier.close()
         if hasattr(proposer, "close"):
             proposer.close()
     log.finish(loop_id, "done", stop_reason)
@@ -360,9 +441,24 @@ def _land_commit(target: Target, cand: Candidate, res: JobResult, baseline: str,
     if cand.rationale:
         lines += ["", cand.rationale.strip()]
     lines += ["", f"readfirst run {loop_id}, experiment {exp_id}"]
-    tree = gitcli.tree_of(target.repo, res.cand_commit or "")
+    tree = _candidate_tree(target, cand, res, baseline)
     return gitcli.git(target.repo, "commit-tree", tree, "-p", baseline, "-m", "\n".join(lines),
                       env=COMMIT_IDENTITY)
+
+
+def _candidate_tree(target: Target, cand: Candidate, res: JobResult, baseline: str) -> str:
+    """The tree of the candidate on the baseline. A remote worker's commit lives on its
+    machine only, so then the diff is applied again here, in a worktree of our own."""
+    parent = res.cand_commit and gitcli.git(
+        target.repo, "rev-parse", "--verify", "--quiet", f"{res.cand_commit}^", check=False)
+    if parent == baseline:  # made here, on this very baseline
+        return gitcli.tree_of(target.repo, res.cand_commit or "")
+    from readfirst.candidate import apply_candidate
+
+    ws = Workspace(target.root)
+    with ws.lock_slot("land"):
+        commit = apply_candidate(ws.checkout("land", baseline), baseline, cand)
+    return gitcli.tree_of(target.repo, commit)
 
 
 def _write_report(log: LoopLog, ws: Workspace, loop_id: str) -> None:

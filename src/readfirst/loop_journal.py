@@ -116,6 +116,28 @@ class LoopLog:
                 "UPDATE experiments SET outcome = 'discarded',"
                 " reason = COALESCE(?, reason) WHERE id = ?", (reason, exp_id))
 
+    def record_noise(self, loop_id: str, worker: str, cv: float | None, n: int | None,
+                     quarantined: bool) -> None:
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS worker_noise (loop_id TEXT NOT NULL, worker TEXT NOT"
+            " NULL, ts REAL NOT NULL, cv REAL, n INTEGER, quarantined INTEGER NOT NULL)")
+        self.db.execute("INSERT INTO worker_noise VALUES (?, ?, ?, ?, ?, ?)",
+                        (loop_id, worker, time.time(), cv, n, int(quarantined)))
+
+    def workers(self, loop_id: str) -> dict[str, dict[str, Any]]:
+        """Each worker's latest noise check: CV of baseline runs, quarantined or not."""
+        try:
+            rows = self.db.execute(
+                "SELECT worker, ts, cv, n, quarantined FROM worker_noise WHERE loop_id = ?"
+                " ORDER BY ts", (loop_id,)).fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            out[r["worker"]] = {"cv": r["cv"], "n": r["n"], "quarantined": bool(r["quarantined"]),
+                                "checks": out.get(r["worker"], {}).get("checks", 0) + 1}
+        return out
+
     def experiments(self, loop_id: str) -> list[sqlite3.Row]:
         return self.db.execute(
             "SELECT * FROM experiments WHERE loop_id = ? ORDER BY seq", (loop_id,)).fetchall()
@@ -126,7 +148,10 @@ class LoopLog:
         run = self.get(loop_id)
         assert run is not None
         options = json.loads(run["options_json"])
-        exps = [self._experiment_dict(r) for r in self.experiments(loop_id)]
+        exps = [self._experiment_dict(r) for r in self.experiments(loop_id)
+                if r["kind"] != "noise"]  # noise checks are reported per worker instead
+        api = self._api_cost(loop_id)
+        compute = round(sum(e["timings"].get("cost_usd", 0.0) for e in exps), 6)
         return {
             "run_id": run["id"],
             "status": run["status"],
@@ -142,7 +167,10 @@ class LoopLog:
             "proposer": options.get("proposer"),
             "experiments": exps,
             "report": run["report"],
-            "api_cost": self._api_cost(loop_id),
+            "api_cost": api,
+            "cost": {"compute_usd": compute, "api_usd": api["usd"],
+                     "total_usd": round(compute + api["usd"], 6)},
+            "workers_noise": self.workers(loop_id),
         }
 
     def _api_cost(self, loop_id: str) -> dict[str, float]:

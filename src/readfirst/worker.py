@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from readfirst.candidate import ApplyError, Candidate, apply_candidate
-from readfirst.compare import Target, compare
+from readfirst.compare import Target, bench, compare
 from readfirst.config import Spec
 from readfirst.errors import BaseFailedError
 from readfirst.executors import Job, JobResult
@@ -29,6 +29,15 @@ def run_job(job: Job, worker: str) -> JobResult:
     ws.ensure()
     slots = (f"{worker}-base", f"{worker}-cand")
     started = time.perf_counter()
+    if job.kind == "noise":  # baseline rounds on this worker: how noisy is it?
+        try:
+            result = bench(target, job.baseline, spec, max(spec.compare.rounds, 5),
+                           slot=slots[0])
+        except BaseFailedError as e:
+            return JobResult(job.exp_id, worker, "base_failed", reason=str(e))
+        return JobResult(job.exp_id, worker, "finished",
+                         reason=f"baseline CV {result['cv']:.2%} over {result['n']} runs",
+                         result=result, timings={"total": time.perf_counter() - started})
     with ws.lock_slot(slots[1]):
         path = ws.checkout(slots[1], job.baseline)
         try:

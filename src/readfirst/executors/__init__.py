@@ -18,6 +18,9 @@ class Job:
     candidate: dict[str, Any]  # Candidate.to_dict()
     spec: dict[str, Any]  # Spec.model_dump(): the judge's config travels with the job
     clean_build: bool = False  # confirmations rebuild the candidate from a clean tree
+    # "experiment": apply the candidate and compare; "noise": compare the baseline with itself
+    # (A-vs-A rounds that measure how noisy a worker is; the candidate is ignored)
+    kind: str = "experiment"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,3 +70,36 @@ class Executor(Protocol):
     def cancel(self, handle: Handle) -> None: ...
 
     def close(self) -> None: ...
+
+
+EXTRA_INSTALL = {
+    "ray": "pip install 'readfirst[ray]'",
+    "skypilot": "pip install 'readfirst[skypilot]'",
+}
+
+
+def make_executor(kind: str, workspace: Any, jobs_dir: Any, workers: int, *,
+                  pin_cpus: bool = False, options: dict[str, Any] | None = None) -> Executor:
+    """The executor named by `[executor] kind` (local, ray, skypilot)."""
+    from readfirst.errors import ConfigError
+
+    options = options or {}
+    if kind == "local":
+        from readfirst.executors.local import LocalExecutor
+
+        return LocalExecutor(workspace, jobs_dir, workers, pin_cpus)
+    if kind not in EXTRA_INSTALL:
+        raise ConfigError(f"[executor] kind: expected local, ray or skypilot, got {kind!r}")
+    try:
+        if kind == "ray":
+            from readfirst.executors.ray_exec import RayExecutor
+
+            return RayExecutor(workspace, jobs_dir, workers, options)
+        from readfirst.executors.sky_exec import SkyPilotExecutor
+
+        return SkyPilotExecutor(workspace, jobs_dir, workers, options)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("ray", "sky"):
+            raise ConfigError(f"the {kind} executor needs its extra: "
+                              f"{EXTRA_INSTALL[kind]}") from None
+        raise
