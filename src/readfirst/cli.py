@@ -266,6 +266,11 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
                            executor=executor, dry_run=dry_run, max_cost=max_cost,
                            patches_dir=str(Path(patches_dir).resolve()) if patches_dir else None)
     summary = run_loop(target, spec, opts, resume=resume, say=_say(as_json))
+    if dry_run and not as_json:
+        for e in summary["experiments"]:
+            if e["status"] == "dry_run":
+                click.echo(e["reason"].removeprefix("wrote "))
+        return
     _print_summary(summary, as_json)
 
 

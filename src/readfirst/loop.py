@@ -399,6 +399,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             verifier.close()
         if hasattr(proposer, "close"):
             proposer.close()
+    if opts.dry_run:
+        stop_reason = f"dry run: nothing launched ({stop_reason})"
     log.finish(loop_id, "done", stop_reason)
     _write_report(log, ws, loop_id)
     summary = log.summary(loop_id)
