@@ -311,6 +311,14 @@ def status(directory: Path, run_id: str | None, as_json: bool) -> None:
                                "experiments": status_rows(summary)}, indent=2))
         return
     out.print(status_table(summary))
+    for worker, n in sorted(summary.get("workers_noise", {}).items()):
+        cv = "?" if n["cv"] is None else f"{n['cv']:.2%}"
+        out.print(f"worker {worker}: baseline CV {cv}"
+                  + (" (quarantined)" if n["quarantined"] else ""), markup=False)
+    if summary["cost"]["total_usd"]:
+        c = summary["cost"]
+        out.print(f"cost: ${c['total_usd']:.4f} (compute ${c['compute_usd']:.4f}, "
+                  f"API ${c['api_usd']:.4f})", markup=False)
     if summary["stop_reason"]:
         out.print(f"stopped: {summary['stop_reason']}", markup=False)
 

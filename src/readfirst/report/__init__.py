@@ -219,10 +219,28 @@ def build_context(summary: dict[str, Any]) -> dict[str, Any]:
         "funnel_line": " → ".join(f"{k} {v}" for k, v in counts.items()),
         "winners": winners, "failures": failures, "pending": pending,
         "stages": _stages(summary),
+        "cost": _cost(summary),
+        "noise": [{"worker": w, "cv": "–" if n.get("cv") is None else f"{n['cv']:.2%}",
+                   "runs": n.get("n") or "–", "checks": n.get("checks", 1),
+                   "quarantined": "yes" if n.get("quarantined") else "no"}
+                  for w, n in sorted((summary.get("workers_noise") or {}).items())],
         "rows": [_row(e, direction) for e in experiments(summary)],
         "measured": any(e.get("status") == "finished" and _median(e.get("cand")) is not None
                         for e in experiments(summary)),
     }
+
+
+def _cost(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Compute (catalog price x time), API (the proposer's model calls) and their total."""
+    cost = summary.get("cost") or {}
+    api = summary.get("api_cost") or {}
+    if not cost:
+        return []
+    calls = f" ({api.get('calls', 0)} calls, {api.get('input_tokens', 0)} in / " \
+            f"{api.get('output_tokens', 0)} out tokens)" if api.get("calls") else ""
+    return [("compute", f"${cost.get('compute_usd', 0):.4f}"),
+            ("API" + calls, f"${cost.get('api_usd', 0):.4f}"),
+            ("total", f"${cost.get('total_usd', 0):.4f}")]
 
 
 def _md_cell(value: object) -> str:
