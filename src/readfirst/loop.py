@@ -129,20 +129,39 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                                            "skipped")
                 log.finish_experiment(exp, "skipped", reason=reason, outcome="discarded")
 
+    # Novelty index: normalised diff -> (candidate id, where it was measured). This run's
+    # experiments are added as they start; earlier runs are read once per baseline.
+    this_run: dict[str, tuple[str, str]] = {}
+    other_runs: dict[str, dict[str, str]] = {}
+
+    def remember(cand: Candidate, seq: int, run: str, into: dict[str, tuple[str, str]]) -> None:
+        if cand.diff:
+            into.setdefault(normalized_diff_hash(cand.diff),
+                            (cand.id, f"experiment #{seq} of run {run}"))
+
+    for row in rows:
+        if row["status"] not in ("cancelled", "skipped"):
+            remember(Candidate.from_dict(json.loads(row["candidate_json"])), row["seq"],
+                     loop_id, this_run)
+
     def duplicate_of(cand: Candidate) -> str | None:
         """Novelty: the same edit was measured before in this run, or on this baseline in
         an earlier run of this target."""
         digest = normalized_diff_hash(cand.diff)
-        for row in journal.db.execute(
-            "SELECT loop_id, seq, candidate_id, candidate_json, baseline FROM experiments"
-            " WHERE status NOT IN ('cancelled', 'skipped') AND (loop_id = ? OR baseline = ?)",
-            (loop_id, baseline),
-        ).fetchall():
-            if row["candidate_id"] == cand.id and row["loop_id"] == loop_id:
-                continue  # the candidate itself (a confirmation, or a resumed run)
-            diff = json.loads(row["candidate_json"]).get("diff", "")
-            if diff and normalized_diff_hash(diff) == digest:
-                return f"same change as experiment #{row['seq']} of run {row['loop_id']}"
+        if digest in this_run and this_run[digest][0] != cand.id:
+            return f"same change as {this_run[digest][1]}"
+        if baseline not in other_runs:
+            found: dict[str, tuple[str, str]] = {}
+            for row in journal.db.execute(
+                "SELECT loop_id, seq, candidate_json FROM experiments WHERE baseline = ?"
+                " AND loop_id != ? AND status NOT IN ('cancelled', 'skipped')",
+                (baseline, loop_id),
+            ).fetchall():
+                remember(Candidate.from_dict(json.loads(row["candidate_json"])), row["seq"],
+                         row["loop_id"], found)
+            other_runs[baseline] = {h: where for h, (_id, where) in found.items()}
+        if digest in other_runs[baseline]:
+            return f"same change as {other_runs[baseline][digest]}"
         return None
 
     admitted: dict[str, str] = {}  # normalised diff -> the candidate id that carries it
@@ -205,6 +224,7 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         handles, cands = [], {}
         for cand, worker in batch:
             exp_id = log.start_experiment(loop_id, wave_no, kind, cand, baseline, worker)
+            remember(cand, log.seq_of(exp_id), loop_id, this_run)
             job = Job(exp_id, str(target.root), baseline, cand.to_dict(), spec_data,
                       clean_build=kind == "confirm")
             handle = executor.submit(job, worker)
@@ -213,10 +233,11 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             cands[exp_id] = cand
             say(f"  [{worker}] {kind} #{exp_id}: {cand.title}")
         tried = []
-        while handles:
-            for res in executor.wait_any(handles):
-                handles = [h for h in handles if h.exp_id != res.exp_id]
-                final = res.status in ("skipped", "worker_died")
+        pending = {h.exp_id: h for h in handles}
+        while pending:
+            for res in executor.wait_any(list(pending.values())):
+                del pending[res.exp_id]
+                final = res.status in ("skipped", "worker_died", "dry_run")
                 log.finish_experiment(res.exp_id, res.status, verdict=res.verdict,
                                       reason=res.reason, result=res.result,
                                       cand_commit=res.cand_commit, timings=res.timings,
@@ -371,7 +392,7 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             explored += len(batch)
             winners = [t for t in tried if t.result.verdict == "improved"]
             for t in tried:
-                if t not in winners and t.result.status == "finished":
+                if t.result.verdict != "improved" and t.result.status == "finished":
                     log.discard([t.exp_id])
             nonwins += len(tried) - len(winners)
             queue = repairs(tried) + queue

@@ -85,6 +85,10 @@ class LoopLog:
         )
         return int(cur.lastrowid or 0)
 
+    def seq_of(self, exp_id: int) -> int:
+        return int(self.db.execute("SELECT seq FROM experiments WHERE id = ?",
+                                   (exp_id,)).fetchone()[0])
+
     def set_pid(self, exp_id: int, pid: int) -> None:
         self.db.execute("UPDATE experiments SET pid = ? WHERE id = ?", (pid, exp_id))
 

@@ -51,6 +51,7 @@ _VCPUS = (2, 4, 8, 16, 32, 48)
 _AWS_SIZE = {2: "large", 4: "xlarge", 8: "2xlarge", 16: "4xlarge", 32: "8xlarge", 48: "12xlarge"}
 _NO_PRICE = {"kubernetes", "ssh", "slurm"}
 _SHAS = ("base_rev", "cand_rev", "base_commit", "cand_commit")
+_TRUSTED = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 
 
 @dataclass(frozen=True)
@@ -72,48 +73,41 @@ class SkyOptions:
 
     @classmethod
     def parse(cls, options: dict[str, Any], base: Path | None = None) -> SkyOptions:
-        kw = {f.name: options[f.name] for f in fields(cls) if options.get(f.name) is not None}
-        for key in ("infra", "cpus", "memory", "instance_type", "arch", "wheel", "python"):
-            if key in kw:
-                kw[key] = str(kw[key])
-        for key in ("down_at_end", "dry_run"):
-            if key in kw:
-                kw[key] = bool(kw[key])
-        try:
-            for key in ("workers", "idle_minutes_to_autostop"):
-                if key in kw:
-                    kw[key] = int(kw[key])
-        except (TypeError, ValueError):
-            raise ConfigError(f"[executor] {key}: expected an integer, got {kw[key]!r}") from None
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if options.get(f.name) is not None:
+                kind = {"bool": bool, "int": int, "int | None": int}.get(str(f.type), str)
+                try:
+                    kw[f.name] = kind(options[f.name])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"[executor] {f.name}: expected {kind.__name__}, "
+                                      f"got {options[f.name]!r}") from None
         o = cls(**kw)
-        if o.arch not in (None, "x86_64", "arm64"):
-            raise ConfigError(f"[executor] arch: expected x86_64 or arm64, got {o.arch!r}")
-        if o.workers is not None and o.workers < 1:
-            raise ConfigError(f"[executor] workers: expected 1 or more, got {o.workers}")
-        if not _PREFIX.match(o.cluster_prefix):
-            raise ConfigError("[executor] cluster_prefix: expected lowercase letters, digits and "
-                              f"'-', starting with a letter, at most 30; got {o.cluster_prefix!r}")
         cloud = cloud_region(o.infra)[0]
-        if o.arch and not o.instance_type and cloud not in (None, "aws", "gcp", "kubernetes"):
-            raise ConfigError(f"[executor] arch on {cloud}: set instance_type instead "
-                              "(arch hints cover aws, gcp and k8s)")
-        if o.wheel:
-            wheel = Path(o.wheel).expanduser()
-            wheel = wheel if wheel.is_absolute() or base is None else base / wheel
-            if wheel.suffix != ".whl" or not wheel.is_file():
-                raise ConfigError(f"[executor] wheel: {wheel} is not a wheel file "
-                                  "(build one with `python -m build --wheel`)")
-            o = dataclasses.replace(o, wheel=str(wheel.resolve()))
-        return o
+        wheel = Path(o.wheel or ".").expanduser()
+        wheel = wheel if wheel.is_absolute() or base is None else base / wheel
+        for bad, why in (
+            (o.arch not in (None, "x86_64", "arm64"), f"arch: expected x86_64 or arm64, "
+             f"got {o.arch!r}"),
+            (o.workers is not None and o.workers < 1, f"workers: expected 1 or more, "
+             f"got {o.workers}"),
+            (not _PREFIX.match(o.cluster_prefix), "cluster_prefix: expected lowercase letters, "
+             f"digits and '-' (a letter first, 30 at most), got {o.cluster_prefix!r}"),
+            (o.arch and not o.instance_type and cloud not in (None, "aws", "gcp", "kubernetes"),
+             f"arch on {cloud}: set instance_type instead (arch hints cover aws, gcp, k8s)"),
+            (o.wheel and (wheel.suffix != ".whl" or not wheel.is_file()),
+             f"wheel: {wheel} is not a wheel file (`python -m build --wheel` makes one)"),
+        ):
+            if bad:
+                raise ConfigError(f"[executor] {why}")
+        return dataclasses.replace(o, wheel=str(wheel.resolve())) if o.wheel else o
 
 
 def cloud_region(infra: str | None) -> tuple[str | None, str | None]:
     """"aws/us-west-2" -> ("aws", "us-west-2"); "k8s" -> ("kubernetes", None)."""
-    if not infra:
-        return None, None
-    cloud, _, rest = infra.strip().lower().partition("/")
-    cloud = {"k8s": "kubernetes"}.get(cloud, cloud)
-    return (cloud if cloud != "*" else None), (rest.split("/")[0] or None)
+    cloud, _, rest = (infra or "").strip().lower().partition("/")
+    cloud = {"k8s": "kubernetes", "*": ""}.get(cloud, cloud)
+    return cloud or None, rest.split("/")[0] or None
 
 
 def _least(spec: str, per: float = 1.0) -> float:
@@ -141,7 +135,7 @@ def hourly_price(options: dict[str, Any]) -> float | None:
     """On-demand USD per hour of the VM `options` ask for, from SkyPilot's catalog when the
     catalog is already on disk (~/.sky/catalogs; never fetched here); None when unknown."""
     try:
-        o = SkyOptions.parse(options)
+        o = SkyOptions.parse({k: v for k, v in options.items() if k != "wheel"})
         cloud, region = cloud_region(o.infra)
         if cloud is None or cloud in _NO_PRICE:
             return None
@@ -150,16 +144,11 @@ def hourly_price(options: dict[str, Any]) -> float | None:
 
         if not os.path.isfile(common.get_catalog_path(f"{cloud}/vms.csv")):
             return None
-        itype = o.instance_type
-        if itype is None and o.arch:
-            itype = next(iter(arch_choices(o)), {}).get("instance_type")
-        if itype is None:
-            itype = catalog.get_default_instance_type(cpus=o.cpus or "4+",
-                                                      memory=o.memory or "8+",
-                                                      region=region, clouds=cloud)
-        if not itype:
-            return None
-        return float(catalog.get_hourly_cost(itype, False, region, None, clouds=cloud))
+        itype = o.instance_type or next(iter(arch_choices(o)), {}).get("instance_type")
+        itype = itype or catalog.get_default_instance_type(
+            cpus=o.cpus or "4+", memory=o.memory or "8+", region=region, clouds=cloud)
+        return float(catalog.get_hourly_cost(itype, False, region, None, clouds=cloud)) \
+            if itype else None
     except Exception:  # no catalog, unknown cloud or type, SkyPilot missing: price unknown
         return None
 
@@ -187,8 +176,7 @@ def parse_output(text: str, exp_id: int, worker: str) -> JobResult | None:
     the log has neither. Lines may carry SkyPilot's `(task, pid=N)` prefix and colours."""
     found: dict[str, str] = {}
     for line in text.splitlines():
-        m = _LINE.search(_ANSI.sub("", line))
-        if m:
+        if m := _LINE.search(_ANSI.sub("", line)):
             found[m.group(1)] = m.group(2).rstrip()
     with contextlib.suppress(ValueError, TypeError, AttributeError):
         data = json.loads(found.get("READFIRST_RESULT_JSON", ""))
@@ -242,22 +230,20 @@ class SkyPilotExecutor:
                  *, sdk: Any = None) -> None:
         self.ws = workspace
         self.jobs_dir = Path(jobs_dir)
-        self.options = dict(options or {})
-        self.opts = SkyOptions.parse(self.options, Path(getattr(workspace, "repo", ".")))
+        self.opts = SkyOptions.parse(options or {}, Path(getattr(workspace, "repo", ".")))
         self.tag = hashlib.sha1(str(self.jobs_dir.resolve()).encode()).hexdigest()[:6]
-        count = self.opts.workers or workers
-        self.workers = [self._cluster(i) for i in range(count)]
-        self._next = count
+        self._next = self.opts.workers or workers
+        self.workers = [self._cluster(i) for i in range(self._next)]
         self.written: list[Path] = []  # task files written (all of them in a dry run)
-        self.errors: list[str] = []  # SkyPilot errors outside any job (teardown)
+        self.errors: list[str] = []  # SkyPilot errors outside any job (cancel, teardown)
         self.sdk = sdk
-        if self.sdk is None and not self.opts.dry_run:
+        if sdk is None and not self.opts.dry_run:
             self.sdk = importlib.import_module("sky")  # ModuleNotFoundError: the extra
-        self.price = None if self.opts.dry_run else hourly_price(self.options)
+        self.price = None if self.opts.dry_run else hourly_price(options or {})
         self._runs: dict[int, _Run] = {}
         self._ready: set[str] = set()  # a job has run there: the next one may `sky exec`
         self._touched: set[str] = set()  # launched (or tried): downed at the end
-        self._downs: list[Any] = []
+        self._downs: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
 
@@ -269,8 +255,7 @@ class SkyPilotExecutor:
         """Write `<jobs_dir>/<exp_id>/workdir` from scratch; the candidate's local commit
         (None for a noise job). ApplyError when the candidate does not apply."""
         repo = gitcli.repo_root(Path(job.target_root))
-        exp_dir = self.jobs_dir / str(job.exp_id)
-        workdir = exp_dir / "workdir"
+        workdir = self.jobs_dir / str(job.exp_id) / "workdir"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         cand = Candidate.from_dict(job.candidate)
@@ -278,22 +263,20 @@ class SkyPilotExecutor:
         if job.kind != "noise":
             commit = candidate_commit(repo, job.baseline, cand)
             patch = gitcli.git(repo, "diff", "--binary", job.baseline, commit) + "\n"
-        tar = exp_dir / "baseline.tar"
+        tar = workdir.parent / "baseline.tar"
         gitcli.git(repo, "archive", "--format=tar", f"--output={tar}", job.baseline)
         with tarfile.open(tar) as tf:
             members = tf.getmembers()
-            clash = sorted({m.name.split("/")[0] for m in members} & RESERVED)
-            if clash:
+            if clash := sorted({m.name.split("/")[0] for m in members} & RESERVED):
                 raise ValueError(f"the target's tree has {', '.join(clash)} at its top, a name "
                                  "the SkyPilot workdir reserves")
-            tf.extractall(workdir, filter="fully_trusted")
+            tf.extractall(workdir, **_TRUSTED)
         tar.unlink()
-        names = [os.fsencode(m.name) for m in members if not m.isdir()]
-        (workdir / MANIFEST).write_bytes(b"".join(n + b"\0" for n in names))
+        names = [os.fsencode(m.name) + b"\0" for m in members if not m.isdir()]
+        (workdir / MANIFEST).write_bytes(b"".join(names))
         (workdir / ".skyignore").write_text("# readfirst: sync every file (no .gitignore)\n")
         (workdir / "candidate.patch").write_text(patch)
-        data = job.to_dict()
-        data["candidate"] = {**job.candidate, "diff": patch or cand.diff}
+        data = {**job.to_dict(), "candidate": {**job.candidate, "diff": patch or cand.diff}}
         (workdir / "job.json").write_text(json.dumps(data))
         if self.opts.wheel:
             (workdir / WHEEL_DIR).mkdir()
@@ -304,16 +287,13 @@ class SkyPilotExecutor:
         o = self.opts
         k8s = cloud_region(o.infra)[0] == "kubernetes"
         any_of = arch_choices(o) if o.arch and not o.instance_type and not k8s else []
-        res = {"infra": o.infra} if o.infra and not any_of else {}
-        fixed = bool(o.instance_type or any_of)
-        if o.cpus or not fixed:
-            res["cpus"] = o.cpus or "4+"
-        if o.memory or not fixed:
-            res["memory"] = o.memory or "8+"
-        if o.instance_type:
-            res["instance_type"] = o.instance_type
+        fixed = bool(o.instance_type or any_of)  # then cpus/memory only when asked for
+        res = {"infra": None if any_of else o.infra,
+               "cpus": o.cpus or (None if fixed else "4+"),
+               "memory": o.memory or (None if fixed else "8+"),
+               "instance_type": o.instance_type}
         k8s_arch = {"x86_64": "amd64", "arm64": "arm64"}[o.arch] if o.arch and k8s else None
-        return res, any_of, k8s_arch
+        return {k: v for k, v in res.items() if v}, any_of, k8s_arch
 
     def render_task(self, job: Job, spec: dict[str, Any], cluster: str, workdir: Path) -> Path:
         """Write `<jobs_dir>/<exp_id>/task.yaml` (SkyPilot's experiment template, readfirst's
@@ -332,14 +312,12 @@ class SkyPilotExecutor:
             "READFIRST_JOB": "job.json",
             "READFIRST_WORKER": f"sky-{cluster}",
             "READFIRST_TARGET_REL": "" if rel == "." else rel,
+            **({"READFIRST_PYTHON": self.opts.python} if self.opts.python else {}),
         }
-        if self.opts.python:
-            envs["READFIRST_PYTHON"] = self.opts.python
         resources, any_of, k8s_arch = self._resources()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
                                  undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-        env.filters["q"] = json.dumps  # JSON scalars are YAML scalars
-        env.filters["sh"] = shlex.quote
+        env.filters.update(q=json.dumps, sh=shlex.quote)  # JSON scalars are YAML scalars
         text = env.get_template(TEMPLATE).render(
             name=f"readfirst-{job.exp_id}", exp_id=job.exp_id, cluster=cluster,
             resources=resources, any_of=any_of, k8s_arch=k8s_arch,
@@ -368,20 +346,17 @@ class SkyPilotExecutor:
             workdir, run.cand_commit = self.prepare_workdir(job)
             task = self.render_task(job, job.spec, worker, workdir)
         except ApplyError as e:
-            self._finish(run, JobResult(job.exp_id, worker, "skipped",
-                                        reason=f"does not apply: {e}"), cost=False)
-            return run.handle
+            res = JobResult(job.exp_id, worker, "skipped", reason=f"does not apply: {e}")
         except (gitcli.GitError, ConfigError, OSError, ValueError, tarfile.TarError) as e:
-            self._finish(run, JobResult(job.exp_id, worker, "worker_died",
-                                        reason=f"could not write the SkyPilot task: {e}"),
-                         cost=False)
-            return run.handle
-        if self.opts.dry_run:
-            self._finish(run, JobResult(job.exp_id, worker, "dry_run", reason=f"wrote {task}"),
-                         cost=False)
+            res = JobResult(job.exp_id, worker, "worker_died",
+                            reason=f"could not write the SkyPilot task: {e}")
         else:
-            threading.Thread(target=self._remote, args=(run, task), daemon=True,
-                             name=f"sky-{job.exp_id}").start()
+            if not self.opts.dry_run:
+                threading.Thread(target=self._remote, args=(run, task), daemon=True,
+                                 name=f"sky-{job.exp_id}").start()
+                return run.handle
+            res = JobResult(job.exp_id, worker, "dry_run", reason=f"wrote {task}")
+        self._finish(run, res, cost=False)
         return run.handle
 
     def poll(self, handle: Handle) -> JobResult | None:
@@ -405,10 +380,9 @@ class SkyPilotExecutor:
     def cancel(self, handle: Handle) -> None:
         with self._lock:
             run = self._runs.pop(handle.exp_id, None)
-        if run is None or run.result is not None:
-            return
-        run.cancelled = True
-        self._cancel_remote(run)
+        if run is not None and run.result is None:
+            run.cancelled = True
+            self._cancel_remote(run)
 
     def replace_worker(self, name: str) -> str:
         """Tear cluster `name` down (in the background) and put a fresh one, under a new name,
@@ -420,9 +394,8 @@ class SkyPilotExecutor:
             self._next += 1
             self.workers[self.workers.index(name)] = new
             self._ready.discard(name)
-            touched = name in self._touched
+        if name in self._touched:
             self._touched.discard(name)
-        if touched and self.sdk is not None:
             self._down(name)
         return new
 
@@ -431,12 +404,9 @@ class SkyPilotExecutor:
         stop after idle_minutes_to_autostop) and wait for the teardowns."""
         for run in list(self._runs.values()):
             self.cancel(run.handle)
-        if self.sdk is None:
-            return
-        if self.opts.down_at_end:
-            for cluster in sorted(self._touched):
-                self._down(cluster)
-            self._touched.clear()
+        for cluster in sorted(self._touched) if self.opts.down_at_end else []:
+            self._down(cluster)
+        self._touched.clear()
         for cluster, request in self._downs:
             try:
                 self.sdk.get(request)
@@ -447,7 +417,7 @@ class SkyPilotExecutor:
     # --- remote side ------------------------------------------------------------------------
     def _remote(self, run: _Run, task_path: Path) -> None:
         """One job, in its own thread: launch or exec, follow the log, parse the result."""
-        sky, cluster, exp_id = self.sdk, run.handle.worker, run.job.exp_id
+        sky, cluster = self.sdk, run.handle.worker
         try:
             task = sky.Task.from_yaml(str(task_path))
             with open(run.exp_dir / "launch.log", "a") as out:
@@ -457,7 +427,6 @@ class SkyPilotExecutor:
                         run.job_id, _ = sky.stream_and_get(run.request_id, output_stream=out)
                     except Exception as e:  # e.g. stopped by autostop: launching restarts it
                         out.write(f"readfirst: sky exec failed ({_short(e)}); launching\n")
-                        self._ready.discard(cluster)
                 if run.job_id is None and not run.cancelled:
                     self._touched.add(cluster)
                     run.request_id = sky.launch(
@@ -470,40 +439,43 @@ class SkyPilotExecutor:
             log = run.exp_dir / "job.log"
             with open(log, "w") as out:
                 code = sky.tail_logs(cluster, run.job_id, follow=True, output_stream=out)
-            text = log.read_text(errors="replace")
-            res = parse_output(text, exp_id, cluster)
-            if res is None:  # the stream broke off: fetch the whole log from the cluster
-                with contextlib.suppress(Exception):
-                    paths = sky.download_logs(cluster, [str(run.job_id)])
-                    for p in paths.values():
-                        text = (Path(p) / "run.log").read_text(errors="replace")
-                        res = parse_output(text, exp_id, cluster)
-            if res is None:
-                tail = [ln for ln in _ANSI.sub("", text).splitlines() if ln.strip()][-5:]
-                res = JobResult(exp_id, cluster, "worker_died",
-                                reason=f"job {run.job_id} on {cluster} ended (exit {code}) "
-                                       "without a result" + (": " + " | ".join(tail) if tail
-                                                             else ""))
-                self._ready.discard(cluster)
-            else:
-                self._ready.add(cluster)
+            if run.cancelled:
+                return
+            res, ran = self._collect(run, log.read_text(errors="replace"), code)
         except Exception as e:  # SDK, API server, cloud: the job is lost, the loop goes on
-            self._ready.discard(cluster)
-            res = JobResult(exp_id, cluster, "worker_died",
-                            reason=f"SkyPilot on {cluster}: {_short(e)}")
-        self._finish(run, res)
+            res, ran = JobResult(run.job.exp_id, cluster, "worker_died",
+                                 reason=f"SkyPilot on {cluster}: {_short(e)}"), False
+        # the next job execs onto a cluster whose last job ran; else launches (idempotent)
+        (self._ready.add if ran else self._ready.discard)(cluster)
         shutil.rmtree(run.exp_dir / "workdir", ignore_errors=True)  # uploaded long ago
+        self._finish(run, res)
+
+    def _collect(self, run: _Run, text: str, code: Any) -> tuple[JobResult, bool]:
+        """The result in the followed log, else in the log downloaded from the cluster; and
+        whether the run step printed one."""
+        cluster, exp_id = run.handle.worker, run.job.exp_id
+        res = parse_output(text, exp_id, cluster)
+        if res is None:  # the stream broke off: fetch the whole log
+            with contextlib.suppress(Exception):
+                for path in self.sdk.download_logs(cluster, [str(run.job_id)]).values():
+                    text = (Path(path) / "run.log").read_text(errors="replace")
+                    res = parse_output(text, exp_id, cluster) or res
+        if res is not None:
+            return res, True
+        tail = [ln for ln in _ANSI.sub("", text).splitlines() if ln.strip()][-5:]
+        return JobResult(exp_id, cluster, "worker_died",
+                         reason=f"job {run.job_id} on {cluster} ended (exit {code}) without a "
+                                "result" + (": " + " | ".join(tail) if tail else "")), False
 
     def _finish(self, run: _Run, res: JobResult, cost: bool = True) -> None:
-        """Map the VM's commits back to the local ones, add wall time and cost, publish."""
-        wall = time.monotonic() - run.started
+        """Map the VM's commits to the local ones (same trees), add wall time and cost."""
         timings = dict(res.timings)
         if cost:
-            timings["sky_wall"] = wall
+            timings["sky_wall"] = wall = time.monotonic() - run.started
             if self.price is not None:
                 timings["cost_usd"] = round(self.price * wall / 3600, 6)
         result = res.result
-        if isinstance(result, dict):  # the VM's commits -> ours (same trees)
+        if isinstance(result, dict):
             local = {result.get("base_commit"): run.job.baseline,
                      res.cand_commit: run.cand_commit or run.job.baseline}
             local.pop(None, None)
@@ -514,8 +486,6 @@ class SkyPilotExecutor:
         self._wake.set()
 
     def _cancel_remote(self, run: _Run) -> None:
-        if self.sdk is None:
-            return
         cluster = run.handle.worker
         try:
             if run.job_id is not None:
