@@ -210,3 +210,19 @@ def test_noisy_workers_are_quarantined(loop_target: tuple[Path, Path]) -> None:
     assert code == 0, proc.stderr
     assert not any(w["quarantined"] for w in s["workers_noise"].values())
     assert len([e for e in s["experiments"] if e["kind"] == "explore"]) == 2
+
+
+def test_skypilot_dry_run_writes_tasks_and_launches_nothing(
+        loop_target: tuple[Path, Path]) -> None:
+    target, patches = loop_target
+    code, _, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
+                            "--executor", "skypilot", "--dry-run", cwd=target,
+                            check_json=False)
+    assert code == 0, proc.stderr
+    paths = [Path(line) for line in proc.stdout.splitlines()]
+    assert len(paths) == 4  # one per candidate that applies (03-stale does not)
+    sky = pytest.importorskip("sky")
+    for path in paths:
+        task = sky.Task.from_yaml(str(path))
+        assert {"EXPERIMENT_ID", "EXPERIMENT_DESC", "BUILD_CMD"} <= set(task.envs)
+    assert "dry run: nothing launched" in proc.stderr
