@@ -252,7 +252,10 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         """Re-measure a winner on another worker against the current baseline; land it."""
         nonlocal baseline
         pool = healthy()
-        others = [w for w in pool if w != winner.result.worker] or pool
+        # remote executors name the machine in `worker` and their own slot in `executor`
+        found = ((winner.result.result or {}).get("executor") or {}).get("slot") \
+            or winner.result.worker
+        others = [w for w in pool if w != found] or pool
         (check,) = run_wave([(winner.cand, others[0])], "confirm")
         res = check.result
         if res.verdict != "improved" or res.result is None or res.cand_commit is None:

@@ -97,6 +97,9 @@ class RayExecutor:
         self.node_cache = options.get("node_cache")
         self.target = Target.at(workspace.repo)
         self._owns = False
+        self._running: dict[int, _Running] = {}
+        self._finished: dict[int, JobResult] = {}  # cancelled jobs, handed out once
+        self._archives: OrderedDict[str, Any] = OrderedDict()
         if not ray.is_initialized():  # reuse a connection the caller made
             kw: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             if options.get("runtime_env"):
@@ -114,9 +117,6 @@ class RayExecutor:
                 f"`ray start --resources='{{\"{self.resource}\": 1}}'`")
         self._task = _node_task.options(num_cpus=num_cpus, resources={self.resource: 1},
                                         max_retries=0)
-        self._running: dict[int, _Running] = {}
-        self._finished: dict[int, JobResult] = {}  # cancelled jobs, handed out once
-        self._archives: OrderedDict[str, Any] = OrderedDict()
 
     def idle_workers(self) -> list[str]:
         busy = {r.handle.worker for r in self._running.values()}
@@ -249,11 +249,6 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _extract(data: bytes, dest: Path) -> None:
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(dest, filter="tar")
-
-
 def materialise(repo: Path, label: str, fetch: Callable[[], bytes]) -> str:
     """The node-local commit with the tree of the user's commit `label`, imported from the
     archive `fetch()` on first use (deterministic: same tree, same sha on every node)."""
@@ -267,7 +262,8 @@ def materialise(repo: Path, label: str, fetch: Callable[[], bytes]) -> str:
     with tempfile.TemporaryDirectory(dir=repo.parent, prefix="import-") as tmp:
         tree_dir = Path(tmp) / "tree"
         tree_dir.mkdir()
-        _extract(fetch(), tree_dir)
+        with tarfile.open(fileobj=io.BytesIO(fetch())) as tar:
+            tar.extractall(tree_dir, filter="tar")
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         gitcli.git(tree_dir, "--git-dir", str(repo / ".git"), "--work-tree", str(tree_dir),
                    "add", "-A", "-f", ".", env=env)
@@ -280,7 +276,8 @@ def materialise(repo: Path, label: str, fetch: Callable[[], bytes]) -> str:
 
 def _import_blobs(repo: Path, data: bytes) -> None:
     with tempfile.TemporaryDirectory(dir=repo.parent, prefix="blobs-") as tmp:
-        _extract(data, Path(tmp))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(tmp, filter="tar")
         files = [str(p) for p in Path(tmp).iterdir() if p.is_file()]
         if files:
             gitcli.git(repo, "hash-object", "-w", "--no-filters", "--", *files)
@@ -359,8 +356,7 @@ def run_on_node(job: dict[str, Any], worker: str, rel: str, fetch: Callable[[], 
     _kill_cwd_under(roots)  # leftovers of a task killed earlier
     slot_dir = roots[0]
     slot_dir.mkdir(parents=True, exist_ok=True)
-    job_path, result_path, log_path = (slot_dir / n for n in ("job.json", "result.json",
-                                                              "worker.log"))
+    job_path, result_path, log_path = (slot_dir / n for n in ("job", "result", "worker.log"))
     result_path.unlink(missing_ok=True)
     job_path.write_text(json.dumps({**job, "target_root": str(root), "baseline": base}))
     shipped, since = time.perf_counter() - started, time.time()
