@@ -8,17 +8,10 @@ from pathlib import Path
 
 import click
 
+from readfirst.cli_options import target_option
 from readfirst.errors import ConfigError
 
-_dir_option = click.option(
-    "-C",
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The target's directory (holding readfirst.toml).",
-)
+_dir_option = target_option
 
 
 @click.command("mcp")

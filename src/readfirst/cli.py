@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from readfirst import constants as C
+from readfirst.cli_options import json_option, target_option
 from readfirst.config import Spec, load_spec
 from readfirst.errors import ConfigError, ReadfirstError
 from readfirst.process import kill_all_live
@@ -68,16 +69,6 @@ def main() -> None:
         sys.exit(C.EXIT_INTERRUPTED)
 
 
-target_option = click.option(
-    "-C",
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The target's directory (holding readfirst.toml).",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 
 
 def _load(directory: Path) -> tuple[Any, Spec]:

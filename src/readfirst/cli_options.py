@@ -1,0 +1,18 @@
+"""Click options shared by every command module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+target_option = click.option(
+    "-C",
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The target's directory (holding readfirst.toml).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
