@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -226,3 +227,21 @@ def test_skypilot_dry_run_writes_tasks_and_launches_nothing(
         task = sky.Task.from_yaml(str(path))
         assert {"EXPERIMENT_ID", "EXPERIMENT_DESC", "BUILD_CMD"} <= set(task.envs)
     assert "dry run: nothing launched" in proc.stderr
+
+
+def test_missing_executor_extra_is_a_one_line_error(loop_target: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    target, patches = loop_target
+    # hide ray from this run, as on an install without the extra
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "ray.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
+         str(patches), "--executor", "ray"],
+        cwd=target, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(hide)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("readfirst: error: the ray executor needs its extra: "
+                                   "pip install 'readfirst[ray]'")
+    assert not (target / ".readfirst" / "journal.db").exists()  # no run was created

@@ -94,6 +94,25 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
             journal.close()
         raise
 
+    ex_opts = dict(spec.executor)
+    ex_kind = opts.executor or str(ex_opts.pop("kind", "local"))
+    ex_opts.pop("kind", None)
+    verify_opts = ex_opts.pop("verify", None)  # a second pool (e.g. arm64) winners must pass
+    if opts.dry_run:
+        ex_opts["dry_run"] = True
+    jobs_dir = ws.state / "loops" / loop_id / "jobs"
+    try:  # a missing extra or a bad [executor] table fails before the run is created
+        executor = make_executor(ex_kind, ws, jobs_dir, opts.workers, pin_cpus=opts.pin_cpus,
+                                 options=ex_opts)
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
+    verifier = None
+    if isinstance(verify_opts, dict):
+        vo = dict(verify_opts)
+        verifier = make_executor(str(vo.pop("kind", "local")), ws, jobs_dir / "verify", 1,
+                                 options=vo)
     brief = ws.state / "research" / "brief.md"
     ctx.brief = brief if brief.is_file() else None
 
@@ -195,20 +214,6 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
     say(f"{len(candidates)} candidates from {opts.proposer}, {len(queue)} to try, "
         f"{len(proposer.skipped)} skipped")
 
-    ex_opts = dict(spec.executor)
-    ex_kind = opts.executor or str(ex_opts.pop("kind", "local"))
-    ex_opts.pop("kind", None)
-    verify_opts = ex_opts.pop("verify", None)  # a second pool (e.g. arm64) winners must pass
-    if opts.dry_run:
-        ex_opts["dry_run"] = True
-    jobs_dir = ws.state / "loops" / loop_id / "jobs"
-    executor = make_executor(ex_kind, ws, jobs_dir, opts.workers, pin_cpus=opts.pin_cpus,
-                             options=ex_opts)
-    verifier = None
-    if isinstance(verify_opts, dict):
-        vo = dict(verify_opts)
-        verifier = make_executor(str(vo.pop("kind", "local")), ws, jobs_dir / "verify", 1,
-                                 options=vo)
     # On shared remote machines noisy neighbours are the norm, so workers are checked by
     # default there; locally the paired rounds already absorb a busy laptop's noise.
     noise_check = bool(ex_opts.get("noise_check", ex_kind != "local")) and not opts.dry_run
