@@ -1,0 +1,704 @@
+"""Pass-pattern recognisers for MultiPassSource: which statements are passes, and which runs chain.
+
+Within one block of a C, C++ or Python function each statement is either a *pass* (a copy, an
+elementwise loop or call writing `X[i]`, a reduction reading `X[i]`) or something else. A chain
+is a run of passes over one buffer with only unrelated statements in between (declarations,
+calls that do not name it); it becomes a hypothesis when a copy or elementwise write of the
+buffer is followed by an in-place update or a reduction of it. A loop, control flow or any
+statement naming the buffer in between ends the chain: precision before recall. This module
+holds the statement classification (`classify`, per-language loop, call and Python-statement
+recognisers), chain building (`chains`, `buffers_of`) and the per-file scan (`scan_source`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import tree_sitter as ts
+
+from readfirst.research import treesit as T
+
+CANDIDATES = {
+    "c": "(for_statement) @s (expression_statement) @s (declaration) @s",
+    "cpp": "(for_statement) @s (for_range_loop) @s (expression_statement) @s (declaration) @s",
+    "python": "(for_statement) @s (expression_statement) @s",
+}
+BLOCKS = ("compound_statement", "block", "case_statement")
+IFS = ("if_statement", "else_clause", "elif_clause")
+GAP_TYPES = ("declaration", "expression_statement", "if_statement", "preproc_call",
+             "preproc_def", "preproc_function_def", "type_definition", "pass_statement")
+LOOPS = ("for_statement", "for_range_loop")
+_BREAK = re.compile(rb"\b(for|while|do|goto|break|continue|return|raise|throw|yield)\b")
+_C_HINT = re.compile(rb"memcpy|memmove|copy|cpy|ggml_vec_|scal|mul|add|sub|div|exp|axpy|mad|"
+                     rb"fma|relu|gelu|silu|tanh|sigm|neg|sqr|abs|clamp|soft|acc|sum|max|min|dot"
+                     rb"|mean|reduce|nrm2")
+_GGML = re.compile(r"^ggml_vec_([a-z0-9_]+?)_(?:f16|bf16|f32|f64|q\w+)$")
+_LEN = re.compile(r"^(n|len|length|size|count|num|ne\d*|nc|nr|k|dim|cols|rows|n_\w+|\w+_(len|"
+                  r"size|count)|\w+\.size\(\)|.*sizeof.*)$")
+GGML_REDUCE = {"sum", "max", "min", "dot", "norm", "argmax", "sumsq"}
+GGML_INPLACE = {"scale", "mad", "acc", "acc1", "mad1"}
+REDUCE = {"sum", "dot", "max", "min", "mean", "accumulate", "reduce", "asum", "nrm2", "sumsq",
+          "argmax", "argmin"}
+MAP = {"scale", "scal", "mul", "add", "sub", "div", "exp", "axpy", "mad", "fma", "relu", "gelu",
+       "silu", "tanh", "sigmoid", "neg", "sqr", "sqrt", "abs", "clamp", "softmax", "acc"}
+DST_NAMES = {"out", "dst", "y", "output", "result"}
+NP = ("np", "numpy", "torch")
+NP_UFUNCS = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "square", "abs",
+             "absolute", "fabs", "negative", "reciprocal", "sign", "tanh", "sinh", "cosh", "sin",
+             "cos", "tan", "arctan", "maximum", "minimum", "fmax", "fmin", "clip", "where",
+             "multiply", "add", "subtract", "divide", "true_divide", "power", "floor", "ceil",
+             "rint", "round", "sigmoid", "relu", "erf"}
+NP_ALLOC = {"zeros", "empty", "ones", "full", "array", "asarray", "copy", "zeros_like",
+            "empty_like", "ones_like", "full_like"}
+PY_REDUCE = {"sum", "max", "min", "mean", "prod", "amax", "amin", "argmax", "argmin", "std",
+             "var", "nansum", "nanmax", "nanmin", "nanmean", "logsumexp"}
+_PY_ARR = [re.compile(p) for p in (  # strong evidence that a name is a whole array
+    r"\bout\s*=\s*([A-Za-z_]\w*)", r"copyto\(\s*([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*)",
+    r"\b([A-Za-z_]\w*)\s*:\s*(?:np\.ndarray|ndarray|NDArray|torch\.Tensor|Tensor)\b",
+    r"\b([A-Za-z_]\w*)\s*\[\s*(?::|\.\.\.)\s*\]\s*=[^=]",
+    r"\b([A-Za-z_]\w*)\s*=\s*[\w.]+\.(?:copy|clone)\(\)")]
+_PY_CTOR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(?:np|numpy|torch)\.(\w+)\(")
+_NOT_ELEMENTWISE = re.compile(r"@|\b(dot|vdot|matmul|tensordot|einsum|cross|outer|inner|kron|"
+                              r"convolve|cumsum|cumprod|sort|argsort|concatenate|stack|hstack|"
+                              r"vstack|reshape|transpose|list|dict|tuple|dtype)\b")
+_SUB = {"subscript_expression": ("argument", "index"), "subscript": ("value", "subscript")}
+_ASSIGN = ("assignment_expression", "assignment", "augmented_assignment")
+_BUF = ("identifier", "field_expression", "attribute")
+
+
+@dataclass(frozen=True)
+class Pass:
+    kind: str  # copy | map | reduce
+    writes: frozenset[str]
+    reads: frozenset[str]
+    line: int
+    end: int
+    label: str
+    bound: str | None = None  # element count / loop bound, compared when both passes know it
+    start: str | None = None
+    accs: frozenset[str] = frozenset()  # scalars it computes (sum, max, ...)
+    uses: frozenset[str] = frozenset()  # every word of the statement
+
+
+@dataclass(frozen=True)
+class Other:
+    """A statement that is not a pass: a gap when it names no chained buffer, else a break."""
+
+    words: frozenset[str]
+    breaks: bool
+    defines: frozenset[str] = frozenset()
+
+
+@dataclass
+class Env:
+    """What one function declares: pointer/array/container names and known scalars."""
+
+    lang: str
+    ptrs: set[str] = field(default_factory=set)
+    scalars: set[str] = field(default_factory=set)
+    since: dict[str, int] = field(default_factory=dict)  # Python: first line of the evidence
+
+    def array(self, name: str, line: int) -> bool:
+        return name in self.ptrs and self.since.get(name, 0) <= line
+
+
+@dataclass
+class _Loop:
+    var: str
+    alias: dict[str, tuple[str, bool]] = field(default_factory=dict)  # range-for element
+    writes: set[str] = field(default_factory=set)
+    reads: set[str] = field(default_factory=set)
+    accs: set[str] = field(default_factory=set)
+    temps: set[str] = field(default_factory=set)
+    gathers: set[str] = field(default_factory=set)  # arrays read at other indices
+
+
+def environment(fn: ts.Node, lang: str) -> Env:
+    env = Env(lang)
+    if lang == "python":
+        src, first = T.text(fn), T.line(fn)
+        found = [(m, gs) for rx in _PY_ARR for m in rx.finditer(src) for gs in [m.groups()]]
+        found += [(m, (m[1],)) for m in _PY_CTOR.finditer(src) if m[2] in NP_UFUNCS | NP_ALLOC]
+        for m, names in found:
+            at = first + src.count("\n", 0, m.start())
+            for name in filter(None, names):
+                env.ptrs.add(name)
+                env.since[name] = min(env.since.get(name, at), at)
+        return env
+    env.ptrs, env.scalars = T.declared_names(fn, lang)
+    return env
+
+
+# ---- loops ------------------------------------------------------------------------------
+
+
+def _sub_base(node: ts.Node, var: str) -> str | None:
+    a, i = _SUB[node.type]
+    base, idx = node.child_by_field_name(a), node.child_by_field_name(i)
+    indices = node.child_by_field_name("indices")  # C++: subscript_argument_list
+    if indices is not None and indices.named_child_count == 1:
+        idx = indices.named_children[0]
+    if base is None or idx is None or base.type not in _BUF or T.text(idx) != var:
+        return None
+    return None if node.named_child_count != 2 else T.text(base)
+
+
+def _reads(expr: ts.Node, lp: _Loop) -> bool:
+    stack = [expr]
+    while stack:
+        n = stack.pop()
+        if n.type in _SUB:
+            b = _sub_base(n, lp.var)
+            if b is not None:
+                lp.reads.add(b)
+                continue
+            base = n.child_by_field_name(_SUB[n.type][0])
+            if base is None or base.type not in _BUF or n.named_child_count != 2:
+                return False
+            lp.gathers.add(T.text(base))  # table[k], x[i - 1]: not a pass over that array
+            stack.extend(c for c in n.named_children if c != base)
+            continue
+        if n.type in (*_ASSIGN, "update_expression"):
+            return False
+        if n.type == "identifier" and T.text(n) in lp.alias:
+            lp.reads.add(lp.alias[T.text(n)][0])
+        stack.extend(n.named_children)
+    return True
+
+
+def _assign(e: ts.Node, lp: _Loop, in_if: bool) -> bool:
+    left, right = e.child_by_field_name("left"), e.child_by_field_name("right")
+    if left is None or right is None:
+        return False
+    op = T.text(e.child_by_field_name("operator")) or "="
+    if left.type in _SUB:
+        b = _sub_base(left, lp.var)
+        if b is None:
+            return False
+        lp.writes.add(b)
+        if op != "=":
+            lp.reads.add(b)
+    elif left.type == "identifier":
+        name = T.text(left)
+        if name in lp.alias:
+            target, ref = lp.alias[name]
+            if not ref:
+                return False
+            lp.writes.add(target)
+            if op != "=":
+                lp.reads.add(target)
+        elif name in lp.temps:
+            pass
+        elif op != "=" or in_if or name in T.words(right):
+            lp.accs.add(name)
+        else:
+            lp.temps.add(name)
+    else:
+        return False
+    return _reads(right, lp)
+
+
+def _local_call(call: ts.Node, lp: _Loop) -> bool:
+    """A call inside a loop that can only touch scalars: `memcpy(&t, &s, sizeof t)`,
+    `f(x[i], tmp)`; a bare non-temporary name could be a buffer, so it is refused."""
+    args = call.child_by_field_name("arguments")
+    for a in args.named_children if args is not None else []:
+        inner = a.child_by_field_name("argument") if a.type == "pointer_expression" else None
+        if inner is not None and T.text(a).startswith("&") and inner.type == "identifier":
+            continue
+        if a.type in ("identifier", "field_expression") and T.text(a) not in lp.temps:
+            return False
+        if not _reads(a, lp):
+            return False
+    return True
+
+
+def _body(stmts: list[ts.Node], lp: _Loop, in_if: bool = False) -> bool:
+    for s in stmts:
+        if s.type == "expression_statement":
+            kids = s.named_children
+            if len(kids) == 1 and kids[0].type == "call_expression":
+                if not _local_call(kids[0], lp):
+                    return False
+            elif len(kids) != 1 or kids[0].type not in _ASSIGN or not _assign(kids[0], lp,
+                                                                              in_if):
+                return False
+        elif s.type == "declaration":
+            for d in s.children_by_field_name("declarator"):
+                name = d.child_by_field_name("declarator") if d.type == "init_declarator" else d
+                if name is None or name.type != "identifier":
+                    return False
+                lp.temps.add(T.text(name))
+                value = d.child_by_field_name("value")
+                if value is not None and not _reads(value, lp):
+                    return False
+        elif s.type == "if_statement" and not in_if:
+            cond, branches = s.child_by_field_name("condition"), T.branches(s)
+            if cond is None or branches is None or not _reads(cond, lp):
+                return False
+            if not all(_body(T.body(b), lp, True) for b in branches):
+                return False
+        elif s.type in ("compound_statement", "block"):
+            if not _body(T.statements(s), lp, in_if):
+                return False
+        else:
+            return False
+    return True
+
+
+def _loop_pass(st: ts.Node, lp: _Loop, body: ts.Node | None, bound: str | None,
+               start: str | None) -> Pass | None:
+    if body is None or not _body(T.body(body), lp) or lp.gathers & lp.writes:
+        return None  # (a loop reading what it writes at other indices carries a dependency)
+    idx = lp.var if lp.var != "\0" else "i"
+    if lp.writes:
+        kind, label = "map", "loop writing " + ", ".join(f"{w}[{idx}]" for w in sorted(lp.writes))
+        if lp.accs:
+            label += " and accumulating " + ", ".join(sorted(lp.accs))
+    elif lp.accs and lp.reads:
+        kind = "reduce"
+        label = (f"loop accumulating {', '.join(f'{r}[{idx}]' for r in sorted(lp.reads))} "
+                 f"into {', '.join(sorted(lp.accs))}")
+    else:
+        return None
+    return Pass(kind, frozenset(lp.writes), frozenset(lp.reads), T.line(st), T.end_line(st),
+                label, bound, start, frozenset(lp.accs))
+
+
+def _for(st: ts.Node) -> Pass | None:
+    body = st.child_by_field_name("body")
+    if st.type == "for_range_loop":
+        decl, rng = st.child_by_field_name("declarator"), st.child_by_field_name("right")
+        m = re.search(r"[A-Za-z_]\w*", T.text(decl))
+        if m is None or rng is None or rng.type not in _BUF:
+            return None
+        ref = decl is not None and decl.type == "reference_declarator"
+        return _loop_pass(st, _Loop("\0", {m[0]: (T.text(rng), ref)}), body, None, None)
+    if st.child_by_field_name("left") is not None:  # Python: for i in range(...)
+        left, right = st.child_by_field_name("left"), st.child_by_field_name("right")
+        if left.type != "identifier" or right is None or right.type != "call":
+            return None
+        args = right.child_by_field_name("arguments")
+        pos = args.named_children if args is not None else []
+        if T.text(right.child_by_field_name("function")) != "range" or not 1 <= len(pos) <= 2:
+            return None
+        if st.child_by_field_name("alternative") is not None:
+            return None
+        start = T.squash(T.text(pos[0])) if len(pos) == 2 else "0"
+        return _loop_pass(st, _Loop(T.text(left)), body, T.squash(T.text(pos[-1])), start)
+    init, cond, upd = (st.child_by_field_name(f) for f in ("initializer", "condition", "update"))
+    var = start = None
+    if init is not None and init.type == "declaration":
+        d = init.child_by_field_name("declarator")
+        if d is not None and d.type == "init_declarator":
+            var, start = T.text(d.child_by_field_name("declarator")), T.text(
+                d.child_by_field_name("value"))
+    elif init is not None and init.type == "assignment_expression":
+        var, start = T.text(init.child_by_field_name("left")), T.text(
+            init.child_by_field_name("right"))
+    if not var or cond is None or cond.type != "binary_expression" or upd is None:
+        return None
+    if T.text(cond.child_by_field_name("left")) != var or T.text(
+            cond.child_by_field_name("operator")) not in ("<", "!="):
+        return None
+    if T.squash(T.text(upd)) not in (f"{var}++", f"++{var}", f"{var}+=1"):
+        return None
+    bound = T.squash(T.text(cond.child_by_field_name("right")))
+    return _loop_pass(st, _Loop(var), body, bound, T.squash(start or ""))
+
+
+def _if(st: ts.Node, env: Env) -> Pass | None:
+    """`if (c) <one pass>` (and else branches doing the same pass) is a conditional pass."""
+    branches = T.branches(st)
+    if not branches:
+        return None
+    passes = []
+    for b in branches:
+        inner = T.body(b)
+        p = classify(inner[0], env) if len(inner) == 1 else None
+        if p is None:
+            return None
+        passes.append(p)
+    p0 = passes[0]
+    if any(p.kind != p0.kind or p.writes != p0.writes for p in passes):
+        return None
+    cond = st.child_by_field_name("condition")
+    if cond is None or T.words(cond) & p0.writes:
+        return None
+    reads = frozenset().union(*(p.reads for p in passes))
+    same = all(p.bound == p0.bound and p.start == p0.start for p in passes)
+    return Pass(p0.kind, p0.writes, reads, T.line(st), T.end_line(st),
+                f"if {T.compact(cond, 30)}: {p0.label}", p0.bound if same else None,
+                p0.start if same else None)
+
+
+# ---- calls and statements ---------------------------------------------------------------
+
+
+def _c_base(arg: ts.Node) -> tuple[str | None, bool]:
+    """(buffer name, is certainly a buffer) of a call argument: `x`, `x + k`, `&x[k]`,
+    `(float *) x`, `x.data()`, `v.begin()`; None for scalars' addresses and elements."""
+    t = arg.type
+    if t in ("identifier", "field_expression"):
+        return T.text(arg), False
+    if t == "pointer_expression":
+        inner = arg.child_by_field_name("argument")
+        if T.text(arg).startswith("&") and inner is not None and inner.type in _SUB:
+            return _c_base(inner.child_by_field_name("argument"))[0], True
+        return None, False
+    if t in ("parenthesized_expression", "cast_expression"):
+        inner = arg.child_by_field_name("value") or (arg.named_children or [None])[-1]
+        return _c_base(inner) if inner is not None else (None, False)
+    if t == "binary_expression" and T.text(arg.child_by_field_name("operator")) in "+-":
+        return _c_base(arg.child_by_field_name("left"))
+    if t == "call_expression":
+        fn, args = arg.child_by_field_name("function"), arg.child_by_field_name("arguments")
+        if fn is not None and fn.type == "field_expression" and T.text(
+                fn.child_by_field_name("field")) in ("begin", "end", "data", "cbegin", "cend"):
+            return T.text(fn.child_by_field_name("argument")), True
+        if T.text(fn) in ("std::begin", "std::end", "std::data") and args and args.named_children:
+            return _c_base(args.named_children[0])[0], True
+    return None, False
+
+
+def _c_call(call: ts.Node, st: ts.Node, env: Env) -> Pass | None:
+    fn = T.text(call.child_by_field_name("function"))
+    last = re.split(r"::|\.|->", fn)[-1]
+    arglist = call.child_by_field_name("arguments")
+    args = [a for a in (arglist.named_children if arglist else []) if a.type != "comment"]
+    based = [_c_base(a) for a in args]
+    for name, sure in based:
+        if sure and name:
+            env.ptrs.add(name)
+    bases = [b for b, _ in based]
+    ptrs = [b for b in bases if b and b in env.ptrs]
+
+    def mk(kind: str, writes: set[str], reads: set[str], bound: str | None = None) -> Pass:
+        return Pass(kind, frozenset(writes), frozenset(reads), T.line(st), T.end_line(st),
+                    T.compact(call), bound)
+
+    m = _GGML.match(last)
+    if last in ("memcpy", "memmove") and len(args) == 3 and bases[0] and bases[1]:
+        return mk("copy", {bases[0]}, {bases[1]})
+    if last in ("copy", "copy_n") and env.lang == "cpp" and len(args) == 3 and bases[2]:
+        return mk("copy", {bases[2]}, {bases[0]} if bases[0] else set())
+    if m and len(args) >= 3 and bases[1]:
+        op, n, dst = m[1], T.squash(T.text(args[0])), bases[1]
+        others = {b for b in bases[2:] if b and b in env.ptrs}
+        if op == "cpy":
+            return mk("copy", {dst}, others, n)
+        if op in ("soft_max", "softmax"):
+            return mk("map", {dst}, others, n)
+        if set(op.split("_")) & GGML_REDUCE:
+            return mk("reduce", set(), {b for b in bases[1:] if b and b in env.ptrs}, n)
+        inplace = op in GGML_INPLACE or dst in others
+        return mk("map", {dst}, others | ({dst} if inplace else set()), n)
+    toks = {t.lower() for t in re.findall(r"[a-z]+|[A-Z][a-z]*", last)}
+    lens = [T.squash(T.text(a)) for a in args if _LEN.match(T.squash(T.text(a)))]
+    if not lens and not any(s for _, s in based):
+        return None  # no element count: not a pass over a buffer
+    bound = lens[0] if len(lens) == 1 else None
+    if toks & REDUCE and not toks & MAP and ptrs:
+        return mk("reduce", set(), set(ptrs), bound)
+    if toks & MAP and not toks & REDUCE and ptrs:
+        named = [b for b in ptrs if b.lower() in DST_NAMES]
+        dst = named[0] if named else ptrs[0]
+        others = set(ptrs) - {dst}
+        unknown = any(a.type == "identifier" and b not in env.ptrs | env.scalars
+                      for a, b in zip(args, bases, strict=True))
+        inplace = bases.count(dst) > 1 or (not others and not unknown)
+        return mk("map", {dst}, others | ({dst} if inplace else set()), bound)
+    return None
+
+
+def _whole(sub: ts.Node) -> bool:
+    """`x[:]` or `x[...]`: the whole array."""
+    idx = sub.child_by_field_name("subscript")
+    return sub.named_child_count == 2 and idx is not None and T.squash(T.text(idx)) in (":", "...")
+
+
+def _bare(node: ts.Node | None, env: Env, line: int) -> set[str]:
+    """Whole arrays a Python expression reads (not `x[0]`, `x[:, 1]`, `x.shape`)."""
+    out: set[str] = set()
+    stack = [node] if node is not None else []
+    while stack:
+        n = stack.pop()
+        if n.type == "identifier":
+            if env.array(T.text(n), line):
+                out.add(T.text(n))
+        elif n.type == "attribute":
+            if T.text(n.child_by_field_name("attribute")) in ("T", "real", "imag", "flat"):
+                stack.append(n.child_by_field_name("object"))
+        elif n.type == "call":
+            f = n.child_by_field_name("function")
+            if f is not None and f.type == "attribute":
+                stack.append(f.child_by_field_name("object"))
+            stack.extend(x for x in [n.child_by_field_name("arguments")] if x is not None)
+        elif n.type == "keyword_argument":
+            stack.extend(x for x in [n.child_by_field_name("value")] if x is not None)
+        elif n.type == "subscript":
+            if _whole(n):
+                stack.append(n.child_by_field_name("value"))
+        else:
+            stack.extend(n.named_children)
+    return out
+
+
+def _np_call(fn: ts.Node | None, names: set[str]) -> bool:
+    """`np.<name>(...)` (or numpy., torch.) with name in `names`."""
+    return fn is not None and fn.type == "attribute" and T.text(
+        fn.child_by_field_name("object")) in NP and T.text(
+        fn.child_by_field_name("attribute")) in names
+
+
+def _py_reduction(node: ts.Node, env: Env, line: int) -> tuple[set[str], set[str]]:
+    """(arrays reduced by `np.sum(x)` / `x.max()` calls, arrays read outside such calls)."""
+    reads: set[str] = set()
+    stack, rest = [node], []
+    while stack:
+        n = stack.pop()
+        fn = n.child_by_field_name("function") if n.type == "call" else None
+        if _np_call(fn, PY_REDUCE):
+            reads |= _bare(n.child_by_field_name("arguments"), env, line)
+        elif fn is not None and fn.type == "attribute" and T.text(
+                fn.child_by_field_name("attribute")) in PY_REDUCE and T.text(
+                fn.child_by_field_name("object")) not in NP:
+            reads |= _bare(fn.child_by_field_name("object"), env, line)
+        elif n.type == "identifier":
+            rest.append(n)
+        else:
+            stack.extend(n.named_children)
+    return reads, set().union(*(_bare(r, env, line) for r in rest)) if rest else set()
+
+
+def _py_stmt(st: ts.Node, env: Env) -> Pass | None:
+    if st.type != "expression_statement" or st.named_child_count != 1:
+        return None
+    e, ln = st.named_children[0], T.line(st)
+    if _NOT_ELEMENTWISE.search(T.text(e)):
+        return None
+
+    def mk(kind: str, writes: set[str], reads: set[str]) -> Pass:
+        for w in writes:
+            env.ptrs.add(w)
+            env.since[w] = min(env.since.get(w, ln), ln)
+        return Pass(kind, frozenset(writes), frozenset(reads), ln, T.end_line(st), T.compact(e))
+
+    left, right = e.child_by_field_name("left"), e.child_by_field_name("right")
+    if e.type == "call":
+        fn, args = e.child_by_field_name("function"), e.child_by_field_name("arguments")
+        kids = args.named_children if args is not None else []
+        pos = [a for a in kids if a.type != "keyword_argument"]
+        outs = [k.child_by_field_name("value") for k in kids if k.type == "keyword_argument"
+                and T.text(k.child_by_field_name("name")) == "out"]
+        if _np_call(fn, {"copyto"}) and len(pos) >= 2 and pos[0].type == "identifier":
+            return mk("copy", {T.text(pos[0])}, _bare(pos[1], env, ln))
+        if outs and outs[0].type == "identifier" and _np_call(fn, NP_UFUNCS):
+            reads = set().union(*(_bare(p, env, ln) for p in pos))
+            return mk("map", {T.text(outs[0])}, reads)
+        return None
+    if left is None or right is None:
+        return None
+    whole = left.type == "subscript" and _whole(left) and left.child_by_field_name(
+        "value").type == "identifier"
+    target = T.text(left.child_by_field_name("value") if whole else left)
+    if not whole and left.type != "identifier":
+        return None
+    reads = _bare(right, env, ln)
+    if e.type == "augmented_assignment":
+        ok = whole or env.array(target, ln)
+        return mk("map", {target}, {target} | reads) if ok else None
+    if e.type != "assignment":
+        return None
+    if whole:
+        kind = "copy" if right.type in ("identifier", "attribute") else "map"
+        return mk(kind, {target}, reads) if kind == "copy" or reads else None
+    red, outside = _py_reduction(right, env, ln)
+    if red and not outside:
+        return mk("reduce", set(), red)
+    fn = right.child_by_field_name("function") if right.type == "call" else None
+    args, src = right.child_by_field_name("arguments"), None
+    if fn is not None and fn.type == "attribute" and T.text(
+            fn.child_by_field_name("attribute")) in ("copy", "clone"):
+        src = fn.child_by_field_name("object")
+    elif _np_call(fn, {"array", "copy"}) and args is not None:
+        src = (args.named_children or [None])[0]
+    if src is not None and src.type == "identifier":
+        return mk("copy", {target}, {T.text(src)})
+    if right.type in ("binary_operator", "unary_operator") and reads:
+        return mk("map", {target}, reads)
+    if _np_call(fn, NP_UFUNCS) and (reads or env.array(target, ln)):
+        return mk("map", {target}, reads)
+    return None
+
+
+def _defines(st: ts.Node) -> set[str]:
+    """Names a statement assigns: declared variables, `x = ...`, `&x` out-arguments."""
+    out: set[str] = set()
+    if T.call_of(st) is not None:
+        out.update(re.findall(r"&\s*([A-Za-z_]\w*)\b(?!\s*[\[.(]|->)", T.text(st)))
+    if st.type == "declaration":
+        for node in st.children_by_field_name("declarator"):
+            while node is not None and node.type != "identifier":
+                node = node.child_by_field_name("declarator")
+            out.update([T.text(node)] if node is not None else [])
+    elif st.type == "expression_statement" and st.named_child_count == 1:
+        left = st.named_children[0].child_by_field_name("left")
+        if st.named_children[0].type in _ASSIGN and left is not None and left.type == "identifier":
+            out.add(T.text(left))
+    return out
+
+
+def classify(st: ts.Node, env: Env) -> Pass | None:
+    """The pass a statement makes, or None."""
+    if st.type in LOOPS:
+        p = _for(st)
+    elif st.type == "if_statement":
+        p = _if(st, env)
+    elif env.lang == "python":
+        p = _py_stmt(st, env)
+    else:
+        call = T.call_of(st)
+        p = _c_call(call, st, env) if call is not None else None
+    if p is None:
+        return None
+    return replace(p, accs=p.accs | (_defines(st) - p.writes), uses=frozenset(T.words(st)))
+
+
+# ---- chains -----------------------------------------------------------------------------
+
+
+def _core(p: Pass, q: Pass, b: str) -> bool:
+    """A copy/elementwise write of b, then an in-place update or a reduction of b."""
+    return b in p.writes and b in q.reads and (
+        (b in q.writes and q.kind != "copy") or q.kind == "reduce")
+
+
+def _pair_ok(p: Pass, q: Pass, b: str) -> bool:
+    if (p.bound and q.bound and p.bound != q.bound) or (p.start and q.start and
+                                                         p.start != q.start):
+        return False
+    if b in q.writes and b not in q.reads:
+        return False  # q overwrites b: p's write is dead, not a fusion
+    if b in p.writes:
+        return b in q.reads  # in-place update, reduction, or producer -> consumer
+    return b in p.reads and b in q.reads  # two reads of b, or a reduction then an update
+
+
+def chains(items: list[Pass | Other]) -> list[list[Pass]]:
+    """Runs of passes over one buffer holding at least one core pair; runs that share a pass
+    merge (exp into tmp, sum of tmp, copy tmp to out, scale out: one chain)."""
+    runs: list[list[Pass]] = []
+    for b in sorted({b for it in items if isinstance(it, Pass) for b in it.writes}):
+        run: list[Pass] = []
+        derived: set[str] = set()  # scalars computed by the run so far (and names from them)
+        core = False
+        for it in [*items, Other(frozenset(), True)]:
+            if isinstance(it, Pass) and b in it.writes | it.reads:
+                if not run or _pair_ok(run[-1], it, b):
+                    # a core pair, unless the update needs what the previous passes computed
+                    core |= bool(run) and _core(run[-1], it, b) and not it.uses & derived
+                    run.append(it)
+                    derived |= it.accs
+                    continue
+            elif isinstance(it, Other) and not it.breaks and b not in it.words:
+                if it.words & derived:
+                    derived |= it.defines
+                continue  # a gap: a declaration or call that does not name b
+            if core:
+                runs.append(run)
+            involved = isinstance(it, Pass) and b in it.writes | it.reads
+            run = [it] if involved else []  # type: ignore[list-item]
+            derived = set(it.accs) if isinstance(it, Pass) and involved else set()
+            core = False
+    merged: list[list[Pass]] = []
+    for run in sorted(runs, key=lambda r: r[0].line):
+        for m in merged:
+            if {p.line for p in m} & {p.line for p in run}:
+                m.extend(p for p in run if p not in m)
+                m.sort(key=lambda p: p.line)
+                break
+        else:
+            merged.append(list(run))
+    return merged
+
+
+def buffers_of(chain: list[Pass]) -> list[str]:
+    """The chained buffers: written by one pass and used by another, in order."""
+    out: list[str] = []
+    for p in chain:
+        for b in sorted(p.writes):
+            if b not in out and any(b in q.reads | q.writes for q in chain if q is not p):
+                out.append(b)
+    return out
+
+
+def _other(st: ts.Node) -> Other:
+    breaks = st.type not in GAP_TYPES or bool(_BREAK.search(st.text or b""))
+    return Other(frozenset(T.words(st)), breaks, frozenset(_defines(st)))
+
+
+def _is_debug(st: ts.Node) -> bool:
+    """`#ifndef NDEBUG` / `#ifdef DEBUG` blocks: checks, not passes."""
+    return st.type in ("preproc_ifdef", "preproc_if") and "DEBUG" in T.text(
+        st.child_by_field_name("name") or st.child_by_field_name("condition"))
+
+
+def _units(stmt: ts.Node) -> list[tuple[ts.Node, ts.Node]]:
+    """(block, statement of that block) pairs a candidate counts for: its own block, and the
+    block around an `if` whose only statement it is (a conditional pass)."""
+    out, node = [], stmt
+    while node.parent is not None:
+        parent = node.parent
+        if parent.type in BLOCKS:
+            out.append((parent, node))
+            if parent.parent is None or parent.parent.type not in IFS or len(
+                    T.statements(parent)) != 1:
+                return out
+            node = parent.parent
+        elif parent.type in IFS:
+            node = parent
+        else:
+            return out
+    return out
+
+
+def _candidate(st: ts.Node, lang: str) -> bool:
+    if st.type in LOOPS or lang == "python":
+        return True
+    return bool(_C_HINT.search(st.text or b"")) and "(" in T.text(st)
+
+
+def scan_source(src: bytes, lang: str) -> list[dict[str, Any]]:
+    """Multi-pass chains of one file, as plain dicts (picklable across processes)."""
+    tree = T.parse(src, lang)
+    blocks: dict[int, tuple[ts.Node, set[int]]] = {}
+    for st in T.captures(lang, CANDIDATES[lang], tree.root_node).get("s", []):
+        if _candidate(st, lang):
+            for block, unit in _units(st):
+                blocks.setdefault(block.id, (block, set()))[1].add(unit.id)
+    found: list[dict[str, Any]] = []
+    envs: dict[int, Env] = {}
+    lines = src.decode("utf-8", "replace").splitlines()
+    for block, units in blocks.values():
+        fn = T.enclosing_function(block) if len(units) >= 2 else None
+        if fn is None:
+            continue
+        env = envs.get(fn.id) or envs.setdefault(fn.id, environment(fn, lang))
+        items: list[Pass | Other] = []
+        for st in T.statements(block):
+            if not _is_debug(st):
+                p = classify(st, env)
+                items.append(p if p is not None else _other(st))
+        for chain in chains(items):
+            first, last = chain[0].line, max(p.end for p in chain)
+            found.append({
+                "function": T.function_name(fn) or "?",
+                "bufs": buffers_of(chain),
+                "passes": [(p.line, p.kind, p.label) for p in chain],
+                "first": first,
+                "excerpt": "\n".join(lines[first - 1:min(last, first + 24)]),
+            })
+    return sorted(found, key=lambda f: f["first"])
