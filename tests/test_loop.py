@@ -245,3 +245,31 @@ def test_missing_executor_extra_is_a_one_line_error(loop_target: tuple[Path, Pat
     assert proc.stderr.strip() == ("readfirst: error: the ray executor needs its extra: "
                                    "pip install 'readfirst[ray]'")
     assert not (target / ".readfirst" / "journal.db").exists()  # no run was created
+
+
+def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path]) -> None:
+    target, patches = loop_target
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
+         str(patches), "--workers", "2", "--json"],
+        cwd=target, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db_path = target / ".readfirst/journal.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if _journal_rows(db_path, "SELECT id FROM experiments WHERE status = 'running'"):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("no running experiment seen")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (status,) = _journal_rows(db_path, "SELECT status FROM loop_runs")
+    assert status == ("interrupted",)
+    from test_journal import _processes_under
+
+    assert _processes_under(target / ".readfirst/worktrees") == []
+    # the run can be resumed and finishes
+    code, s, out = run_cli("run", "--resume", "--json", cwd=target)
+    assert code == 0, out.stderr
+    assert s["status"] == "done"
