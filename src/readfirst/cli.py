@@ -8,6 +8,7 @@ cannot be built or benchmarked, 130 interrupted.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -195,7 +196,8 @@ def demo(directory: Path | None, workers: int, as_json: bool) -> None:
     summary["brief"] = found.brief
     _print_summary(summary, as_json)
     if not as_json:
-        out.print(f"\nTry it yourself: cd {target_dir} && readfirst status", markup=False)
+        exe = "readfirst" if shutil.which("readfirst") else str(Path(sys.argv[0]).resolve())
+        out.print(f"\nTry it yourself: cd {target_dir} && {exe} status", markup=False)
 
 
 def _say(as_json: bool):  # type: ignore[no-untyped-def]
