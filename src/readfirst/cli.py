@@ -98,6 +98,16 @@ def init(directory: Path, force: bool) -> None:
         click.echo(f"  note: {note}")
 
 
+def _measure_and_print(measure: Any, printer: Any, as_json: bool) -> None:
+    """Run a measurement with progress on stderr, then print JSON or the human table."""
+    with _progress(not as_json or err.is_terminal) as view:
+        result = measure(view.update)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        printer(out, result)
+
+
 def _overrides(spec: Spec, **kw: Any) -> Spec:
     upd = {k: v for k, v in kw.items() if v is not None}
     if not upd:
@@ -122,12 +132,8 @@ def bench(rev: str, directory: Path, rounds: int | None, as_json: bool) -> None:
 
     target, spec = _load(directory)
     n = rounds or max(spec.compare.rounds, 2)
-    with _progress(not as_json or err.is_terminal) as view:
-        result = run_bench(target, rev, spec, n, view.update)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        print_bench(out, result)
+    _measure_and_print(lambda progress: run_bench(target, rev, spec, n, progress),
+                       print_bench, as_json)
 
 
 @cli.command()
@@ -160,12 +166,8 @@ def compare(
     target, spec = _load(directory)
     spec = _overrides(spec, rounds=rounds, max_rounds=max_rounds, mode=mode,
                       noise_threshold=noise_threshold, alpha=alpha, warmup=warmup)
-    with _progress(not as_json or err.is_terminal) as view:
-        result = run_compare(target, base, cand, spec, view.update)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        print_compare(out, result)
+    _measure_and_print(lambda progress: run_compare(target, base, cand, spec, progress),
+                       print_compare, as_json)
 
 
 @cli.command()

@@ -45,6 +45,17 @@ class Proposer(Protocol):
     def skipped(self) -> list[tuple[str, str, str]]: ...
 
 
+class RecordsSkips:
+    """Keeps what a proposer found but could not offer: (candidate id, title, reason)."""
+
+    def __init__(self) -> None:
+        self._skipped: list[tuple[str, str, str]] = []
+
+    @property
+    def skipped(self) -> list[tuple[str, str, str]]:
+        return list(self._skipped)
+
+
 class ThinkingProposer(Proposer, Protocol):
     """A proposer that can be asked again (the loop calls `propose` when its queue runs dry),
     repair a candidate that failed to build or pass checks, and review a winner."""

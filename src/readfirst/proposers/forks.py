@@ -19,7 +19,7 @@ from readfirst import gitcli
 from readfirst.candidate import Candidate
 from readfirst.errors import ConfigError
 from readfirst.guards import matches
-from readfirst.proposers import ProposerContext
+from readfirst.proposers import ProposerContext, RecordsSkips
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 REF_PREFIX = "refs/readfirst/competitors/"
@@ -45,17 +45,10 @@ class Competitor:
         return REF_PREFIX + self.name
 
 
-class ForksProposer:
+class ForksProposer(RecordsSkips):
     """Offers the commits of the configured competitors, in the order of their history."""
 
     name = "forks"
-
-    def __init__(self) -> None:
-        self._skipped: list[tuple[str, str, str]] = []
-
-    @property
-    def skipped(self) -> list[tuple[str, str, str]]:
-        return list(self._skipped)
 
     def propose(self, ctx: ProposerContext) -> list[Candidate]:
         self._skipped = []

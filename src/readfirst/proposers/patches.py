@@ -12,7 +12,7 @@ from pathlib import Path
 
 from readfirst.candidate import Candidate
 from readfirst.errors import ConfigError
-from readfirst.proposers import ProposerContext
+from readfirst.proposers import ProposerContext, RecordsSkips
 
 SUFFIXES = (".patch", ".diff")
 # `[PATCH]`, `[PATCH 2/5]`, `[RFC PATCH v2 1/3]`, ... (possibly several) before the subject.
@@ -22,17 +22,10 @@ _DIFF_SYNTAX = ("diff ", "index ", "--- ", "+++ ", "@@", "Index: ", "====", "Bin
 _EXTENDED = ("new file mode", "deleted file mode", "old mode", "rename from", "copy from")
 
 
-class PatchesProposer:
+class PatchesProposer(RecordsSkips):
     """Offers patch files from `options["patches_dir"]`, sorted by file name."""
 
     name = "patches"
-
-    def __init__(self) -> None:
-        self._skipped: list[tuple[str, str, str]] = []
-
-    @property
-    def skipped(self) -> list[tuple[str, str, str]]:
-        return list(self._skipped)
 
     def propose(self, ctx: ProposerContext) -> list[Candidate]:
         self._skipped = []
