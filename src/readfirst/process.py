@@ -143,3 +143,21 @@ def run_step(
     cpus: set[int] | None = None,
 ) -> StepResult:
     return RunningStep(cmd, cwd, log_prefix, env=env, cpus=cpus).wait(timeout)
+
+
+def kill_processes_under(roots: list[Path]) -> list[int]:
+    """SIGKILL every process whose working directory is under one of `roots`: what a killed
+    worker left behind. Linux /proc; elsewhere nothing is found."""
+    resolved = [r.resolve() for r in roots]
+    killed = []
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = (proc_dir / "cwd").readlink()
+        except OSError:
+            continue
+        pid = int(proc_dir.name)
+        if pid != os.getpid() and any(cwd.is_relative_to(r) for r in resolved):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed

@@ -7,11 +7,9 @@ outputs, so the next build is incremental. The user's own working tree is never 
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 from readfirst import gitcli
 from readfirst.constants import JOURNAL_FILE, STATE_DIR
 from readfirst.errors import ConfigError
+from readfirst.process import kill_processes_under
 
 
 class Workspace:
@@ -81,20 +80,8 @@ class Workspace:
 
     def kill_strays(self, slot: str) -> list[int]:
         """Kill processes still running inside a slot's worktree (left by a worker that was
-        killed before it could clean up). Linux /proc; elsewhere a no-op."""
-        root = self.slot_path(slot).resolve()
-        killed = []
-        for proc_dir in Path("/proc").glob("[0-9]*"):
-            try:
-                cwd = (proc_dir / "cwd").readlink()
-            except OSError:
-                continue
-            pid = int(proc_dir.name)
-            if pid != os.getpid() and cwd.is_relative_to(root):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-        return killed
+        killed before it could clean up)."""
+        return kill_processes_under([self.slot_path(slot)])
 
     def slots(self) -> list[Path]:
         root = self.state / "worktrees"

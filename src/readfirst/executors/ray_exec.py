@@ -51,7 +51,7 @@ from readfirst.compare import Target
 from readfirst.constants import KILL_GRACE_SECONDS
 from readfirst.errors import ConfigError
 from readfirst.executors import Handle, Job, JobResult
-from readfirst.process import signal_group
+from readfirst.process import kill_processes_under, signal_group
 from readfirst.workspace import Workspace
 
 DEFAULT_RESOURCE = "readfirst_bench"
@@ -284,19 +284,8 @@ def _import_blobs(repo: Path, data: bytes) -> None:
 
 
 def _kill_cwd_under(roots: list[Path]) -> int:
-    """SIGKILL every process whose working directory is under one of `roots` (Linux /proc)."""
-    resolved = [r.resolve() for r in roots]
-    killed = 0
-    for proc_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            cwd = (proc_dir / "cwd").readlink()
-        except OSError:
-            continue
-        if int(proc_dir.name) != os.getpid() and any(cwd.is_relative_to(r) for r in resolved):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(proc_dir.name), signal.SIGKILL)
-                killed += 1
-    return killed
+    """SIGKILL every process whose working directory is under one of `roots`."""
+    return len(kill_processes_under(roots))
 
 
 def _worker_dirs(home: Path, rel: str, worker: str) -> list[Path]:
