@@ -88,28 +88,40 @@ def _journal_rows(db_path: Path, sql: str) -> list[tuple]:
         return []
 
 
+def _start_run(target: Path, patches: Path, workers: int) -> subprocess.Popen[str]:
+    """`readfirst run` in the background, for tests that interrupt it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
+         str(patches), "--workers", str(workers), "--json"],
+        cwd=target, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(db_path: Path, sql: str, ready: object, what: str,
+              timeout: float = 60) -> list[tuple]:
+    """Poll the journal until `ready(rows)` holds; the rows then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = _journal_rows(db_path, sql)
+        if ready(rows):  # type: ignore[operator]
+            return rows
+        time.sleep(0.05)
+    pytest.fail(f"never saw {what}")
+
+
 def test_kill_9_mid_wave_then_resume_loses_nothing(loop_target: tuple[Path, Path]) -> None:
     target, patches = loop_target
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
-         str(patches), "--workers", "2", "--json"],
-        cwd=target, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"
-    deadline = time.monotonic() + 120
     # wave 1 is 01 (improved, then confirmed) and 02 (regressed); kill once 02 is finished
     # and something else is still running
-    while time.monotonic() < deadline:
-        rows = _journal_rows(db_path, "SELECT status FROM experiments")
-        if any(r[0] == "finished" for r in rows) and any(r[0] == "running" for r in rows):
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("never saw a finished and a running experiment together")
+    _wait_for(db_path, "SELECT status FROM experiments",
+              lambda rows: {("finished",), ("running",)} <= set(rows),
+              "a finished and a running experiment together", timeout=120)
     before = _journal_rows(
         db_path, "SELECT id, candidate_id, kind, verdict, finished FROM experiments"
                  " WHERE status = 'finished'")
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.communicate(timeout=30)
 
     code, s, out = run_cli("run", "--resume", "--json", cwd=target)
     assert code == 0, out.stderr
@@ -131,20 +143,10 @@ def test_kill_9_mid_wave_then_resume_loses_nothing(loop_target: tuple[Path, Path
 def test_a_worker_that_dies_is_recorded_and_the_run_goes_on(
         loop_target: tuple[Path, Path]) -> None:
     target, patches = loop_target
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
-         str(patches), "--workers", "1", "--json"],
-        cwd=target, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = _start_run(target, patches, 1)
     db_path = target / ".readfirst/journal.db"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        running = _journal_rows(db_path, "SELECT id, pid FROM experiments WHERE status ="
-                                         " 'running' AND pid > 0")
-        if running:
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail("no running experiment seen")
+    running = _wait_for(db_path, "SELECT id, pid FROM experiments WHERE status = 'running'"
+                        " AND pid > 0", bool, "a running experiment")
     exp_id, pid = running[0]
     subprocess.run(["kill", "-9", str(pid)], check=True)
     out, _ = proc.communicate(timeout=300)
@@ -249,18 +251,10 @@ def test_missing_executor_extra_is_a_one_line_error(loop_target: tuple[Path, Pat
 
 def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path]) -> None:
     target, patches = loop_target
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
-         str(patches), "--workers", "2", "--json"],
-        cwd=target, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if _journal_rows(db_path, "SELECT id FROM experiments WHERE status = 'running'"):
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("no running experiment seen")
+    _wait_for(db_path, "SELECT id FROM experiments WHERE status = 'running'", bool,
+              "a running experiment")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
