@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BASE_WORK, TOML, git, make_target, params, run_cli, write
+from conftest import BASE_WORK, TOML, commit, git, make_target, params, run_cli, write
 
 LOOP_TOML = TOML.replace("bench_timeout = 20", "bench_timeout = 4")
 
@@ -45,6 +45,25 @@ def loop_target(tmp_path: Path) -> tuple[Path, Path]:
             '#include "params.h"', '#include "params.h"\n#include <unistd.h>').replace(
             "    struct timespec a, b;", "    sleep(600);\n    struct timespec a, b;")))
     return target, patches
+
+
+GATE_TOML = LOOP_TOML.replace("bench_timeout = 4", "bench_timeout = 600")
+
+
+def _add_gated(target: Path, patches: Path, gate: Path) -> None:
+    """A candidate whose benchmark waits until `gate` exists: it is certainly still running
+    when a test kills the loop or its worker, whatever the machine's load (no race). The
+    benchmark timeout is raised for it, so the hanging candidate is left out."""
+    (patches / "05-hangs.patch").unlink()
+    prog = (target / "src/prog.c").read_text()
+    wait = (f'    while (argc < 2 && access("{gate}", F_OK) != 0) usleep(10000);\n'
+            "    struct timespec a, b;")
+    (patches / "00-waits-for-gate.patch").write_text(_patch(target, "src/prog.c", prog.replace(
+        '#include "params.h"', '#include "params.h"\n#include <unistd.h>').replace(
+        "    struct timespec a, b;", wait)))
+    write(target, "readfirst.toml", GATE_TOML)
+    commit(target, "a benchmark timeout for the gated candidate")
+
 
 
 def test_loop_records_every_fault_and_keeps_the_winner(loop_target: tuple[Path, Path]) -> None:
@@ -97,31 +116,37 @@ def _start_run(target: Path, patches: Path, workers: int) -> subprocess.Popen[st
 
 
 def _wait_for(db_path: Path, sql: str, ready: object, what: str,
-              timeout: float = 60) -> list[tuple]:
-    """Poll the journal until `ready(rows)` holds; the rows then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+              proc: subprocess.Popen[str] | None = None) -> list[tuple]:
+    """Poll the journal until `ready(rows)` holds; the rows then. No time limit: what is
+    awaited cannot pass by (the gated candidate runs until the test opens the gate)."""
+    while True:
         rows = _journal_rows(db_path, sql)
         if ready(rows):  # type: ignore[operator]
             return rows
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the run ended before {what}: {proc.communicate()}")
         time.sleep(0.05)
-    pytest.fail(f"never saw {what}")
 
 
-def test_kill_9_mid_wave_then_resume_loses_nothing(loop_target: tuple[Path, Path]) -> None:
+def test_kill_9_mid_run_then_resume_loses_nothing(loop_target: tuple[Path, Path],
+                                                  tmp_path: Path) -> None:
     target, patches = loop_target
+    gate = tmp_path / "gate"
+    _add_gated(target, patches, gate)
     proc = _start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"
-    # wave 1 is 01 (improved, then confirmed) and 02 (regressed); kill once 02 is finished
-    # and something else is still running
-    _wait_for(db_path, "SELECT status FROM experiments",
-              lambda rows: {("finished",), ("running",)} <= set(rows),
-              "a finished and a running experiment together", timeout=120)
+    # kill once something is finished while the gated candidate (which cannot finish before
+    # the gate opens) is still running
+    _wait_for(db_path, "SELECT candidate_id, status FROM experiments",
+              lambda rows: any(s == "finished" for _c, s in rows)
+              and ("patch:00-waits-for-gate.patch", "running") in rows,
+              "a finished experiment while the gated one runs", proc)
     before = _journal_rows(
         db_path, "SELECT id, candidate_id, kind, verdict, finished FROM experiments"
                  " WHERE status = 'finished'")
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    proc.communicate()
+    gate.touch()
 
     code, s, out = run_cli("run", "--resume", "--json", cwd=target)
     assert code == 0, out.stderr
@@ -134,22 +159,26 @@ def test_kill_9_mid_wave_then_resume_loses_nothing(loop_target: tuple[Path, Path
     ids = [e["candidate_id"] for e in explored]
     assert len(ids) == len(set(ids)) == 5  # every candidate tried exactly once to the end
     cancelled = [e for e in s["experiments"] if e["status"] == "cancelled"]
-    assert cancelled, "the experiment cut off by the kill is marked and redone"
+    assert "patch:00-waits-for-gate.patch" in {e["candidate_id"] for e in cancelled}, \
+        "the experiment cut off by the kill is marked and redone"
     assert {e["title"] for e in s["experiments"] if e["outcome"] == "kept"} == {
         "01-half-the-work"}
     assert s["status"] == "done"
 
 
 def test_a_worker_that_dies_is_recorded_and_the_run_goes_on(
-        loop_target: tuple[Path, Path]) -> None:
+        loop_target: tuple[Path, Path], tmp_path: Path) -> None:
     target, patches = loop_target
+    gate = tmp_path / "gate"
+    _add_gated(target, patches, gate)
     proc = _start_run(target, patches, 1)
     db_path = target / ".readfirst/journal.db"
     running = _wait_for(db_path, "SELECT id, pid FROM experiments WHERE status = 'running'"
-                        " AND pid > 0", bool, "a running experiment")
+                        " AND pid > 0 AND candidate_id = 'patch:00-waits-for-gate.patch'",
+                        bool, "the gated experiment running", proc)
     exp_id, pid = running[0]
-    subprocess.run(["kill", "-9", str(pid)], check=True)
-    out, _ = proc.communicate(timeout=300)
+    os.kill(pid, signal.SIGKILL)  # the gate never opens: only the kill can end it
+    proc.communicate()
     assert proc.returncode == 0
     died = _journal_rows(db_path, f"SELECT status, reason FROM experiments WHERE id = {exp_id}")
     assert died[0][0] == "worker_died"
@@ -249,14 +278,18 @@ def test_missing_executor_extra_is_a_one_line_error(loop_target: tuple[Path, Pat
     assert not (target / ".readfirst" / "journal.db").exists()  # no run was created
 
 
-def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path]) -> None:
+def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path],
+                                       tmp_path: Path) -> None:
     target, patches = loop_target
+    gate = tmp_path / "gate"
+    _add_gated(target, patches, gate)
     proc = _start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"
-    _wait_for(db_path, "SELECT id FROM experiments WHERE status = 'running'", bool,
-              "a running experiment")
+    _wait_for(db_path, "SELECT id FROM experiments WHERE status = 'running'"
+              " AND candidate_id = 'patch:00-waits-for-gate.patch'", bool,
+              "the gated experiment running", proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate()
     assert proc.returncode == 130, err
     (status,) = _journal_rows(db_path, "SELECT status FROM loop_runs")
     assert status == ("interrupted",)
@@ -264,6 +297,7 @@ def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path]) -> None:
 
     assert _processes_under(target / ".readfirst/worktrees") == []
     # the run can be resumed and finishes
+    gate.touch()
     code, s, out = run_cli("run", "--resume", "--json", cwd=target)
     assert code == 0, out.stderr
     assert s["status"] == "done"

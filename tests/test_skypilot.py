@@ -275,7 +275,7 @@ def test_pool_launches_then_execs_and_parses_results(target: Path, tmp_path: Pat
     ex.price = 0.5  # USD/h, as the catalog would say
     (worker,) = ex.workers
     job = _job(target, 1, _half(target))
-    (res,) = ex.wait_any([ex.submit(job, worker)], timeout=120)
+    (res,) = ex.wait_any([ex.submit(job, worker)])
     assert (res.status, res.verdict, res.worker) == ("finished", "improved", worker), res.reason
     # the VM's commits are mapped to local ones: the candidate commit sits on the baseline
     assert res.result["base_commit"] == job.baseline
@@ -284,13 +284,13 @@ def test_pool_launches_then_execs_and_parses_results(target: Path, tmp_path: Pat
     assert 0 < res.timings["cost_usd"] <= 0.5 * res.timings["sky_wall"] / 3600 + 1e-6
     assert not (tmp_path / "jobs/1/workdir").exists()  # uploaded, then removed
     noise = _job(target, 2, "", title="worker noise check (A vs A)", kind="noise")
-    (res2,) = ex.wait_any([ex.submit(noise, worker)], timeout=120)
+    (res2,) = ex.wait_any([ex.submit(noise, worker)])
     assert res2.status == "finished" and res2.cand_commit is None, res2.reason
     assert [c for c in fake.calls if c[0] in ("launch", "exec")] == [("launch", worker),
                                                                      ("exec", worker)]
     new = ex.replace_worker(worker)
     assert new != worker and ex.workers == [new] and ("down", worker) in fake.calls
-    (res3,) = ex.wait_any([ex.submit(_job(target, 3, _broken(target)), new)], timeout=120)
+    (res3,) = ex.wait_any([ex.submit(_job(target, 3, _broken(target)), new)])
     assert res3.verdict == "checks_failed"
     assert fake.calls[-1] == ("launch", new)  # a fresh cluster is launched, not exec'd onto
     ex.close()
@@ -301,12 +301,12 @@ def test_sdk_errors_become_worker_died_and_bad_diffs_skip(target: Path, tmp_path
     fake = FakeSky(tmp_path / "vms", fail_launch=True)
     ex = _executor(target, tmp_path, sdk=fake, workers=1)
     (worker,) = ex.workers
-    (res,) = ex.wait_any([ex.submit(_job(target, 1, _half(target)), worker)], timeout=60)
+    (res,) = ex.wait_any([ex.submit(_job(target, 1, _half(target)), worker)])
     assert res.status == "worker_died" and "NoCloudAccessError" in res.reason
     assert "more" not in res.reason
     stale = _diff(target, "src/prog.c", "int main(void) { return 0; }\n").replace(
         "long compute", "long kompute")
-    (res2,) = ex.wait_any([ex.submit(_job(target, 2, stale), worker)], timeout=60)
+    (res2,) = ex.wait_any([ex.submit(_job(target, 2, stale), worker)])
     assert res2.status == "skipped" and res2.reason.startswith("does not apply")
     assert [c[0] for c in fake.calls] == ["launch"]  # nothing launched for the bad diff
     ex.close()
@@ -336,8 +336,7 @@ def test_cancel_stops_the_remote_job_and_frees_the_worker(target: Path, tmp_path
     (worker,) = ex.workers
     handle = ex.submit(_job(target, 1, _half(target)), worker)
     assert ex.wait_any([handle], timeout=0.2) == [] and ex.idle_workers() == []
-    deadline = time.monotonic() + 10
-    while ("tail", worker) not in fake.calls and time.monotonic() < deadline:
+    while ("tail", worker) not in fake.calls:
         time.sleep(0.02)
     ex.cancel(handle)
     assert ("cancel", f"{worker}:[1]") in fake.calls and ex.idle_workers() == [worker]
