@@ -129,8 +129,13 @@ def test_pi_jsonl(summary: dict[str, Any]) -> None:
                for o, line in zip(objs, lines, strict=True))
     assert objs[0] == {"type": "config", "name": "20261121-061500-ab12", "metricName": "tok_s",
                        "metricUnit": "tok/s", "bestDirection": "higher"}
-    runs = objs[1:]
-    assert [r["run"] for r in runs] == list(range(1, 10))
+    baseline, runs = objs[1], objs[2:]
+    first_base = summary["experiments"][0]["base"]["median"]
+    assert baseline == {"run": 1, "commit": summary["base_commit"][:7], "metric": first_base,
+                        "metrics": {"tok_s": first_base}, "status": "keep",
+                        "description": "baseline", "segment": 0, "confidence": None,
+                        "timestamp": int(summary["experiments"][0]["started"] * 1000)}
+    assert [r["run"] for r in runs] == list(range(2, 11))
     assert [r["status"] for r in runs] == [
         "discard", "discard", "keep", "discard", "keep", "checks_failed", "discard", "discard",
         "discard"]
@@ -144,7 +149,10 @@ def test_pi_jsonl(summary: dict[str, Any]) -> None:
     # seq 3: medians so far 42.0, 38.8, 41.9 -> median 41.9, MAD 0.1; |41.9 - 36.9| / 0.1
     assert kept["confidence"] == pytest.approx(50.0)
     skipped = runs[8]
-    assert skipped["metric"] == 0 and skipped["metrics"] == {} and skipped["confidence"] is None
+    # nothing measured: no metric at all, never a 0 that plots as a drop
+    assert skipped["metric"] is None and skipped["metrics"] == {}
+    assert skipped["confidence"] is None
+    assert all(r["metric"] is None for r in runs if r["status"] == "checks_failed")
     assert skipped["commit"] == summary["experiments"][8]["baseline"][:7]
     assert all(r["segment"] == 0 for r in runs)
 
@@ -157,8 +165,8 @@ def test_pi_status_crash_and_pending(summary: dict[str, Any]) -> None:
     summary["metric"]["direction"] = "lower"
     objs = [json.loads(line) for line in pi_jsonl(summary).splitlines()]
     assert objs[0]["bestDirection"] == "lower"
-    assert len(objs) == 10  # the queued row has not run yet
-    assert objs[4]["status"] == "crash" and objs[7]["status"] == "crash"
+    assert len(objs) == 11  # config, baseline, 9 rows: the queued one has not run yet
+    assert objs[5]["status"] == "crash" and objs[8]["status"] == "crash"
 
 
 def test_status_rows(summary: dict[str, Any]) -> None:
@@ -185,12 +193,29 @@ def test_status_table(summary: dict[str, Any]) -> None:
     summary["experiments"][0]["title"] = "[bold]not markup[/bold]"
     table = status_table(summary)
     assert [c.header for c in table.columns] == [
-        "id", "title", "source", "verdict", "outcome", "change", "CI", "duration (s)", "worker"]
+        "#", "experiment", "result", "change", "CI", "time", "wkr"]
     assert table.row_count == 9
     console = Console(record=True, width=200)
     console.print(table)
     out = console.export_text()
     assert "[bold]not markup[/bold]" in out and "+13.6 %" in out and "checks_failed" in out
+
+
+def test_status_table_readable_at_80_columns(summary: dict[str, Any]) -> None:
+    """One line per experiment, nothing past column 80, every result and change visible."""
+    summary["experiments"][1]["title"] = "a very long title " * 8
+    console = Console(record=True, width=80)
+    console.print(status_table(summary))
+    lines = console.export_text().splitlines()
+    assert max(len(ln) for ln in lines) <= 80
+    rows = [ln for ln in lines if re.match(r"^\s*\d+\s", ln)]
+    assert [int(r.split()[0]) for r in rows] == list(range(1, 10))  # one line each, in order
+    for row, e in zip(rows, summary["experiments"], strict=True):
+        label = "kept" if e["outcome"] == "kept" else (e["verdict"] or e["status"])
+        assert label in row
+        if e["ratio"] is not None:
+            assert f"{(e['ratio'] - 1) * 100:+.1f} %" in row
+    assert "…" in rows[1]  # the long title is cut, not wrapped
 
 
 def test_direction_lower_marks_lower_ratio_good(summary: dict[str, Any]) -> None:

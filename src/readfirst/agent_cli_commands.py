@@ -14,7 +14,8 @@ from readfirst.errors import ConfigError
 _dir_option = target_option
 
 
-@click.command("mcp")
+@click.command("mcp", epilog="\b\nExamples:\n  readfirst mcp\n"
+               "  claude mcp add readfirst -- readfirst -C /path/to/project mcp")
 @_dir_option
 def mcp(directory: Path) -> None:
     """Serve readfirst's tools to a coding agent over MCP (stdio)."""
@@ -27,14 +28,18 @@ def mcp(directory: Path) -> None:
     serve(directory)
 
 
-@click.command("playbook")
+@click.command("playbook", epilog="\b\nExamples:\n  readfirst playbook --agent claude\n"
+               "  readfirst playbook --agent codex --print")
 @click.option("--agent", type=click.Choice(["claude", "codex", "generic"]), required=True,
               help="claude -> CLAUDE.md, codex -> AGENTS.md, generic -> READFIRST.md.")
 @_dir_option
 @click.option("--print", "print_only", is_flag=True,
               help="Print the readfirst section instead of writing the file.")
 def playbook(agent: str, directory: Path, print_only: bool) -> None:
-    """Write the agent's instruction file: the research-first method and readfirst's tools."""
+    """Write an agent's instruction file (CLAUDE.md, AGENTS.md).
+
+    The research-first method and readfirst's tools, as a section of the agent's file.
+    """
     from readfirst.playbook import playbook_section, write_playbook
 
     if print_only:

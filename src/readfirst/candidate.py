@@ -64,7 +64,29 @@ def normalized_diff_hash(diff: str) -> str:
 
 
 class ApplyError(Exception):
-    """The candidate's diff does not apply to the baseline (the reason is git's own words)."""
+    """The candidate's diff does not apply to the baseline (a one-line reason, from git's)."""
+
+
+_APPLY_REASONS = (  # git apply's lines -> short words; the first kind found wins
+    (re.compile(r"^U (.+)$"), "conflicts in {}"),
+    (re.compile(r"^error: patch failed: (.+)$"), "patch failed at {}"),
+    (re.compile(r"^error: (.+): does not exist in index$"), "{} does not exist"),
+    (re.compile(r"^error: (.+): already exists in (?:index|working directory)$"),
+     "{} already exists"),
+)
+
+
+def apply_failure(text: str) -> str:
+    """git apply's multi-line complaint as one short line: `conflicts in src/a.c, src/b.c`."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for pattern, words in _APPLY_REASONS:
+        found = list(dict.fromkeys(m.group(1) for ln in lines if (m := pattern.match(ln))))
+        if found:
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            return words.format(", ".join(found[:3]) + more)
+    errors = [ln.removeprefix("error: ") for ln in lines if ln.startswith("error: ")]
+    first = (errors or lines or ["git apply failed"])[0]
+    return first if len(first) <= 160 else first[:157] + "..."
 
 
 def apply_candidate(worktree: Path, baseline: str, cand: Candidate) -> str:
@@ -80,7 +102,7 @@ def apply_candidate(worktree: Path, baseline: str, cand: Candidate) -> str:
         gitcli.git(worktree, "apply", "--3way", "--whitespace=nowarn", str(patch))
     except gitcli.GitError as e:
         gitcli.worktree_checkout(worktree, baseline)
-        raise ApplyError(str(e).removeprefix("git apply --3way --whitespace=nowarn ")) from None
+        raise ApplyError(apply_failure(str(e).split(": ", 1)[-1])) from None
     finally:
         patch.unlink(missing_ok=True)
     gitcli.git(worktree, "add", "-A")

@@ -8,6 +8,7 @@ cannot be built or benchmarked, 130 interrupted.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -37,8 +38,35 @@ def _on_sigterm(_signo: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# `readfirst --help` lists commands in the order a user needs them, not alphabetically.
+WORKFLOW_ORDER = ("init", "research", "bench", "compare", "judge", "run", "status", "dashboard",
+                  "report", "finalize", "export", "demo", "clean", "mcp", "playbook")
+
+
+def example(*lines: str) -> str:
+    """A command's epilog: its examples, kept as written (click rewraps plain epilogs)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)
+
+
 class _Group(click.Group):
-    """Maps readfirst's errors and interrupts to the documented exit codes."""
+    """Maps readfirst's errors and interrupts to the documented exit codes; lists commands in
+    workflow order; suggests the closest command for a typo."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {n: i for i, n in enumerate(WORKFLOW_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise click.UsageError(f"No such command {name!r}.{hint} "
+                                   "(`readfirst --help` lists them)", ctx)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -52,10 +80,22 @@ class _Group(click.Group):
             sys.exit(C.EXIT_INTERRUPTED)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
+                                           "max_content_width": 100},
+             epilog=example("readfirst init && readfirst research",
+                            "readfirst run --proposer forks --workers 2",
+                            "readfirst -C ../project status"))
+@click.option("-C", "chdir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Run as if readfirst was started in this directory (as `git -C`).")
 @click.version_option(package_name="readfirst")
-def cli() -> None:
-    """Research-driven optimisation with measurement you can trust."""
+def cli(chdir: Path | None) -> None:
+    """Research-driven optimisation with measurement you can trust.
+
+    The usual order: init, research, bench, run (or compare), status / dashboard, report,
+    finalize.
+    """
+    if chdir is not None:
+        os.chdir(chdir)
 
 
 def main() -> None:
@@ -85,11 +125,16 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     return ProgressView(err, enabled)
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst init", "readfirst init -C ../project --force"))
 @target_option
 @click.option("--force", is_flag=True, help="Overwrite an existing readfirst.toml.")
 def init(directory: Path, force: bool) -> None:
-    """Write a commented readfirst.toml from what the target has."""
+    """Write a commented readfirst.toml from what the target has.
+
+    Finds the build (CMake, make, cargo) and the benchmark the project already has
+    (autoresearch.sh, .auto/, bench.sh, a `make bench` target, `cargo bench`, pytest-benchmark);
+    when there is none it writes a stub autoresearch.sh that says what to fill in.
+    """
     from readfirst.init_spec import write_init
 
     path, notes = write_init(directory.resolve(), force=force)
@@ -120,13 +165,16 @@ def _overrides(spec: Spec, **kw: Any) -> Spec:
     return spec.model_copy(update={"compare": compare})
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst bench", "readfirst bench WORKTREE --rounds 10 --json"))
 @click.argument("rev", default="HEAD")
 @target_option
 @click.option("--rounds", type=click.IntRange(min=2), help="Runs (default: [compare] rounds).")
 @json_option
 def bench(rev: str, directory: Path, rounds: int | None, as_json: bool) -> None:
-    """Baseline rounds of one revision (default HEAD; WORKTREE = uncommitted changes)."""
+    """Benchmark one revision: median, mean ± sd, CV.
+
+    REV defaults to HEAD; WORKTREE means HEAD plus your uncommitted changes.
+    """
     from readfirst.compare import bench as run_bench
     from readfirst.render import print_bench
 
@@ -136,13 +184,18 @@ def bench(rev: str, directory: Path, rounds: int | None, as_json: bool) -> None:
                        print_bench, as_json)
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst compare main WORKTREE",
+                            "readfirst compare v1.2 HEAD --mode duet --json"))
 @click.argument("base")
 @click.argument("cand")
 @target_option
-@click.option("--rounds", type=click.IntRange(min=1), help="Rounds per batch.")
-@click.option("--max-rounds", type=click.IntRange(min=1), help="Most rounds in all.")
-@click.option("--mode", type=click.Choice(["interleaved", "duet"]), help="How rounds run.")
+@click.option("--rounds", type=click.IntRange(min=1),
+              help="Rounds per batch (default: [compare] rounds).")
+@click.option("--max-rounds", type=click.IntRange(min=1),
+              help="Most rounds in all before `inconclusive`.")
+@click.option("--mode", type=click.Choice(["interleaved", "duet"]),
+              help="interleaved: one side after the other in random order; duet: both at once "
+                   "on disjoint pinned CPUs.")
 @click.option("--noise-threshold", type=float, help="Relative change that counts as none.")
 @click.option("--alpha", type=float, help="Family-wise false-verdict rate.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Unrecorded runs per side first.")
@@ -159,7 +212,12 @@ def compare(
     warmup: int | None,
     as_json: bool,
 ) -> None:
-    """Is CAND faster than BASE beyond the noise? (WORKTREE = HEAD + uncommitted changes)"""
+    """Is CAND faster than BASE beyond the noise?
+
+    Both revisions are built in worktrees under .readfirst/ and benchmarked in randomised
+    interleaved rounds; WORKTREE means HEAD plus your uncommitted changes (readfirst.toml is
+    read from your tree, never from either revision).
+    """
     from readfirst.compare import compare as run_compare
     from readfirst.render import print_compare
 
@@ -170,13 +228,18 @@ def compare(
                        print_compare, as_json)
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst demo", "readfirst demo --dir /tmp/rf-demo --workers 1"))
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Where to make the demo (default: a new temp dir).")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Experiments measured at once, each in its own worktrees.")
 @json_option
 def demo(directory: Path | None, workers: int, as_json: bool) -> None:
-    """Research, then run the whole loop, offline, on the bundled C target and its fork."""
+    """The whole loop, offline, on a bundled C library and its fork.
+
+    Copies the demo target and a competing fork to a temp dir, researches it and runs the
+    loop; prints where the report is.
+    """
     from readfirst.compare import Target
     from readfirst.demo import make_demo
     from readfirst.loop import LoopOptions, run_loop
@@ -225,13 +288,21 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         out.print(f"report: {summary['report']}", markup=False)
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst run --proposer forks --workers 2",
+                            "readfirst run --proposer patches --patches ideas/ --max-time 3600",
+                            "readfirst run --proposer agent --max-cost 5",
+                            "readfirst run --resume"))
 @target_option
-@click.option("--proposer", type=str, help="forks | patches | a plugin's name.")
+@click.option("--proposer", type=str,
+              help="Where candidates come from: forks (commits of [research] competitors), "
+                   "patches (--patches DIR), agent (an LLM or coding-agent CLI, [agent]), or a "
+                   "plugin's name.")
 @click.option("--patches", "patches_dir", type=click.Path(file_okay=False),
               help="Directory of .patch/.diff files (proposer patches).")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--max-experiments", type=click.IntRange(min=1))
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Experiments measured at once, each in its own worktrees.")
+@click.option("--max-experiments", type=click.IntRange(min=1),
+              help="Stop after this many candidates were tried (confirmations not counted).")
 @click.option("--max-time", type=click.FloatRange(min=0), help="Seconds; no wave starts after.")
 @click.option("--patience", type=click.IntRange(min=1), help="Stop after K non-wins in a row.")
 @click.option("--pin-cpus", is_flag=True, help="Pin each worker to its own CPUs.")
@@ -246,7 +317,11 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
         max_experiments: int | None, max_time: float | None, patience: int | None,
         pin_cpus: bool, base: str, executor: str | None, dry_run: bool,
         max_cost: float | None, resume: bool, as_json: bool) -> None:
-    """The loop: propose, measure in parallel workers, keep real winners on a branch."""
+    """The loop: propose, measure in parallel, keep real winners.
+
+    Each candidate is measured against the current baseline on its own worker; a winner is
+    re-measured on another worker and lands as a commit on branch readfirst/<run-id>.
+    """
     from readfirst.loop import LoopOptions, run_loop
 
     target, spec = _load(directory)
@@ -292,12 +367,12 @@ def _loop_summary(directory: Path, run_id: str | None) -> dict[str, Any]:
 run_id_option = click.option("--run", "run_id", help="Run id (default: the latest).")
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst status", "readfirst status --run 20261121-061500-ab12"))
 @target_option
 @run_id_option
 @json_option
 def status(directory: Path, run_id: str | None, as_json: bool) -> None:
-    """The experiments of a run: verdict, change, CI, duration."""
+    """Each experiment of a run: result, change, CI, time."""
     from readfirst.report.status import status_rows, status_table
 
     summary = _loop_summary(directory, run_id)
@@ -318,11 +393,11 @@ def status(directory: Path, run_id: str | None, as_json: bool) -> None:
         out.print(f"stopped: {summary['stop_reason']}", markup=False)
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst report", "readfirst report --run 20261121-061500-ab12"))
 @target_option
 @run_id_option
 def report(directory: Path, run_id: str | None) -> None:
-    """Write the Markdown and self-contained HTML report of a run."""
+    """Write a run's Markdown and self-contained HTML report."""
     from readfirst.compare import Target
     from readfirst.report import write_report
     from readfirst.workspace import Workspace
@@ -333,14 +408,16 @@ def report(directory: Path, run_id: str | None) -> None:
     click.echo(f"{md}\n{html}")
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst export --format pi-jsonl -o log.jsonl"))
 @target_option
 @run_id_option
-@click.option("--format", "fmt", type=click.Choice(["pi-jsonl"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["pi-jsonl"]), required=True,
+              help="pi-jsonl: pi-autoresearch's log.jsonl (a config line, a baseline row, one "
+                   "row per experiment).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (default: standard output).")
 def export(directory: Path, run_id: str | None, fmt: str, output: Path | None) -> None:
-    """Export a run in another tool's format (pi-autoresearch's log.jsonl)."""
+    """Export a run in another tool's format."""
     from readfirst.report.export import pi_jsonl
 
     text = pi_jsonl(_loop_summary(directory, run_id))
@@ -353,7 +430,8 @@ def export(directory: Path, run_id: str | None, fmt: str, output: Path | None) -
         click.echo(f"wrote {output}")
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst research", "readfirst research --offline --no-profile",
+                            "readfirst research --source papers --source forks --json"))
 @target_option
 @click.option("--offline", is_flag=True, help="Only local sources and caches.")
 @click.option("--no-profile", is_flag=True, help="Skip the profiled benchmark run.")
@@ -361,7 +439,11 @@ def export(directory: Path, run_id: str | None, fmt: str, output: Path | None) -
 @json_option
 def research(directory: Path, offline: bool, no_profile: bool, sources: tuple[str, ...],
              as_json: bool) -> None:
-    """Study papers, forks, sibling backends and the bottleneck; write a cited brief."""
+    """Do the homework: a cited brief with ranked hypotheses.
+
+    Profiles the benchmark, measures memory bandwidth, reads competing forks and the project's
+    history, sibling backends and papers; writes .readfirst/research/brief.md.
+    """
     from readfirst.research.orchestrate import research_target
 
     target, spec = _load(directory)
@@ -383,16 +465,21 @@ def research(directory: Path, offline: bool, no_profile: bool, sources: tuple[st
     out.print(f"brief: {result.brief}", markup=False)
 
 
-@cli.command()
+@cli.command(epilog=example("readfirst clean", "readfirst clean --branches"))
 @target_option
-def clean(directory: Path) -> None:
-    """Remove readfirst's worktrees (the journal and logs stay)."""
-    from readfirst.compare import Target
-    from readfirst.workspace import Workspace
+@click.option("--branches", "with_branches", is_flag=True,
+              help="Also delete the readfirst/<run-id> branches (printed with their commits "
+                   "so any can be restored); without it they are listed and kept.")
+def clean(directory: Path, with_branches: bool) -> None:
+    """Remove readfirst's worktrees; --branches: its run branches too.
 
-    ws = Workspace(Target.at(directory).root)
-    removed = ws.remove_worktrees()
-    out.print(f"removed {len(removed)} worktree(s)")
+    The journal, logs and reports stay. Refused while a run is in progress.
+    """
+    from readfirst.compare import Target
+    from readfirst.housekeeping import clean_target
+
+    for line in clean_target(Target.at(directory), with_branches):
+        out.print(line, markup=False)
 
 
 # Agent-driven mode: commands that live in their own module.

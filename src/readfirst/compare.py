@@ -72,8 +72,11 @@ def compare(
     """Compare two revisions; `slots` names the two worktrees to use (one pair per worker);
     `clean_cand` removes the candidate's build outputs first (a clean rebuild)."""
     # Validate everything that can be bad input before anything is written.
-    base_sha = gitcli.resolve_commit(target.repo, base_rev)
-    cand_sha = gitcli.resolve_commit(target.repo, cand_rev)
+    # The judge's config is read from the user's tree, never from a revision: WORKTREE
+    # snapshots leave uncommitted config edits out, so they are not the candidate's change.
+    config = tuple(target.repo_patterns(list(C.CONFIG_FILES)))
+    base_sha = gitcli.resolve_commit(target.repo, base_rev, keep_from_head=config)
+    cand_sha = gitcli.resolve_commit(target.repo, cand_rev, keep_from_head=config)
     plan = plan_looks(spec.compare.rounds, spec.compare.max_rounds, spec.compare.alpha)
     if not plan.active_looks:
         raise ConfigError(
@@ -161,7 +164,9 @@ def _compare_run(
             result = early_verdict("refused", str(t), metric, ["tampering"], files=t.files)
         except StepFailed as f:
             if f.role == "base":
-                raise BaseFailedError(f"base {base[0]} cannot be measured: {f}") from None
+                raise BaseFailedError(
+                    _failed_step(journal, run_id, f"base {base[0]} cannot be measured: {f}",
+                                 f.tail)) from None
             verdict = "crash"
             result = early_verdict(verdict, str(f), _metric_info(spec, runner.metric_name),
                                    [f"{f.step}_failed"], tail=f.tail)
@@ -261,6 +266,21 @@ def _flag_drift(journal: Journal, run_id: int, tree: str, result: dict[str, Any]
         )
 
 
+def _failed_step(journal: Journal, run_id: int, what: str, tail: str) -> str:
+    """An error that shows the end of the failing step's output and where its log is."""
+    row = journal.db.execute(
+        "SELECT stdout_path, stderr_path FROM steps WHERE run_id = ? ORDER BY id DESC LIMIT 1",
+        (run_id,)).fetchone()
+    lines = [what]
+    last = [ln for ln in tail.splitlines() if ln.strip()][-C.ERROR_TAIL_LINES:]
+    if last:
+        lines.append("last lines of its output:")
+        lines += [f"  {ln}" for ln in last]
+    if row is not None:
+        lines.append(f"log: {row['stderr_path']} (stdout: {row['stdout_path']})")
+    return "\n".join(lines)
+
+
 def result_cv(samples: list[Sample]) -> float:
     return summarize([s.value for s in samples]).cv
 
@@ -270,7 +290,8 @@ def bench(
     *, slot: str = "base",
 ) -> dict[str, Any]:
     """Baseline rounds of one revision: build, warm-up, `rounds` runs, summary."""
-    sha = gitcli.resolve_commit(target.repo, rev)
+    config = tuple(target.repo_patterns(list(C.CONFIG_FILES)))
+    sha = gitcli.resolve_commit(target.repo, rev, keep_from_head=config)
     ws = Workspace(target.root)
     ws.ensure()
     journal = Journal(ws.journal_path)
@@ -292,7 +313,9 @@ def bench(
                     progress("benchmark rounds", rnd, rounds)
                     samples.append(runner.bench_once(side, "bench", rnd))
             except (StepFailed, Tampering) as e:
-                raise BaseFailedError(f"{rev} cannot be measured: {e}") from None
+                raise BaseFailedError(_failed_step(
+                    journal, run_id, f"{rev} cannot be measured: {e}",
+                    e.tail if isinstance(e, StepFailed) else "")) from None
         result: dict[str, Any] = {
             "metric": _metric_info(spec, runner.metric_name),
             "rev": rev,

@@ -19,6 +19,7 @@ OUTLIER_MODIFIED_Z = 3.5  # Iglewicz & Hoaglin; modified Z = 0.6745 (x - median)
 PLAUSIBLE_RATIO = 3.0  # cand/base beyond 3x either way is "suspect", never "improved"
 BASELINE_DRIFT = 0.10  # flag a baseline this far from the journal's last one (same code, host)
 CRASH_TAIL_LINES = 50  # lines of output kept in a crash verdict
+ERROR_TAIL_LINES = 8  # lines of a failing step's output shown in an error message
 
 # --- workers (the loop) ------------------------------------------------------------------
 MAX_WORKER_CV = 0.05  # a worker whose baseline CV exceeds this is quarantined (A-vs-A check)
@@ -39,6 +40,9 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 # --- layout -------------------------------------------------------------------------------
 STATE_DIR = ".readfirst"
 JOURNAL_FILE = "journal.db"
+# Files only readfirst itself reads: the judge's config. It always comes from the user's tree,
+# so a WORKTREE snapshot keeps HEAD's version of these (a fresh `readfirst init` is not a change).
+CONFIG_FILES = ("readfirst.toml", ".auto/config.json", "autoresearch.config.json")
 # Files a candidate may never change, whatever the config says: the judge's own inputs.
 ALWAYS_PROTECTED = (
     "readfirst.toml",

@@ -43,24 +43,26 @@ def repo_root(path: Path) -> Path:
     return Path(top)
 
 
-def resolve_commit(repo: Path, rev: str) -> str:
+def resolve_commit(repo: Path, rev: str, *, keep_from_head: tuple[str, ...] = ()) -> str:
     """Full sha of `rev`; WORKTREE snapshots the uncommitted changes (see snapshot_worktree)."""
     if rev == WORKTREE:
-        return snapshot_worktree(repo)
+        return snapshot_worktree(repo, keep_from_head=keep_from_head)
     try:
         return git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     except GitError:
         raise ConfigError(f"unknown revision {rev!r} in {repo}") from None
 
 
-def snapshot_worktree(repo: Path) -> str:
+def snapshot_worktree(repo: Path, *, keep_from_head: tuple[str, ...] = ()) -> str:
     """Commit HEAD plus the uncommitted (and untracked, not ignored) files without touching the
-    user's index or files: a private index file, `write-tree`, `commit-tree`."""
+    user's index or files: a private index file, `write-tree`, `commit-tree`. Paths in
+    `keep_from_head` (repo-relative) keep HEAD's version (or stay absent)."""
     head = resolve_commit(repo, "HEAD")
     with tempfile.TemporaryDirectory(prefix="readfirst-index-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         git(repo, "read-tree", head, env=env)
-        git(repo, "add", "-A", "--", ".", ":(exclude).readfirst", env=env)
+        excludes = [f":(exclude,literal){p}" for p in keep_from_head]
+        git(repo, "add", "-A", "--", ".", ":(exclude).readfirst", *excludes, env=env)
         tree = git(repo, "write-tree", env=env)
     if tree == tree_of(repo, head):
         return head  # nothing uncommitted: WORKTREE is HEAD
@@ -120,3 +122,15 @@ def head_of(path: Path) -> str | None:
 
 def is_clean(path: Path) -> bool:
     return git(path, "status", "--porcelain", "--untracked-files=normal") == ""
+
+
+def branches(repo: Path, prefix: str) -> dict[str, str]:
+    """Local branches under `prefix` (e.g. "readfirst/") -> their commit."""
+    out = git(repo, "for-each-ref", "--format=%(refname:short) %(objectname)",
+              f"refs/heads/{prefix}")
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def delete_branch(repo: Path, name: str, expected: str) -> None:
+    """Delete a branch only if it still points at `expected` (never a moved one)."""
+    git(repo, "update-ref", "-d", f"refs/heads/{name}", expected)

@@ -1,24 +1,91 @@
-"""`readfirst init`: write a commented readfirst.toml from what the target already has."""
+"""`readfirst init`: write a commented readfirst.toml from what the target already has.
+
+The benchmark is found, in this order: pi-autoresearch's `.auto/measure.sh` or
+`autoresearch.sh`; a `bench.sh` / `benchmark.sh`; a `bench` target of the Makefile; `cargo
+bench` (Rust's built-in harness, through a small converting script); pytest-benchmark. When there
+is none, a stub `autoresearch.sh` is written that says what to fill in.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from readfirst.config import CONFIG_FILE, load_spec
 from readfirst.errors import ConfigError
 
+STUB_BENCH = "autoresearch.sh"
+PYTEST_BENCH_JSON = ".readfirst-bench.json"
+
+# Rust's libtest prints `test name ... bench:   1,234 ns/iter (+/- 56)`; METRIC lines for readfirst.
+CARGO_BENCH_SCRIPT = """\
+#!/bin/sh
+# Written by `readfirst init`: runs `cargo bench` and prints each benchmark as a METRIC line
+# (nanoseconds per iteration, lower is better). Criterion benchmarks print another format:
+# write their figures as `METRIC name=value` lines instead.
+set -e
+cargo bench --quiet 2>&1 | awk '
+  / bench: / { name = $2; gsub(/[^A-Za-z0-9_.]/, "_", name); v = $0;
+               sub(/.* bench: */, "", v); sub(/ .*/, "", v); gsub(/,/, "", v);
+               out = out "METRIC " name "=" v "\\n" }
+  { print }
+  END { printf "%s", out }'
+"""
+
+STUB_SCRIPT = """\
+#!/bin/sh
+# Written by `readfirst init`: the benchmark readfirst runs. It must print `METRIC name=value`
+# lines (last), one per figure; the first is the primary metric unless [metric] name says.
+# Set CMD to the command whose speed matters, e.g. CMD="./build/app --input data.txt".
+CMD=""
+if [ -z "$CMD" ]; then
+  echo "autoresearch.sh: set CMD to the command to time (written by readfirst init)" >&2
+  exit 2
+fi
+start=$(date +%s%N)
+sh -c "$CMD" > /dev/null
+end=$(date +%s%N)
+awk -v a="$start" -v b="$end" 'BEGIN { printf "METRIC wall_ms=%.3f\\n", (b - a) / 1e6 }'
+"""
+
 
 def _q(s: str) -> str:
     return json.dumps(s)  # a TOML basic string is JSON-compatible for these values
 
 
-def detect(root: Path) -> tuple[dict[str, object], list[str]]:
-    """What the target's files say: build, bench, checks, scope, protected, metric."""
-    notes: list[str] = []
-    found: dict[str, object] = {}
+def _script_cmd(root: Path, rel: str) -> str:
+    return f"./{rel}" if os.access(root / rel, os.X_OK) else f"bash {rel}"
+
+
+def _make_targets(root: Path) -> set[str]:
+    for name in ("GNUmakefile", "makefile", "Makefile"):
+        path = root / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            return set(re.findall(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", text, re.MULTILINE))
+    return set()
+
+
+def _uses_pytest_benchmark(root: Path) -> bool:
+    for name in ("pyproject.toml", "setup.cfg", "tox.ini", "requirements.txt",
+                 "requirements-dev.txt", "dev-requirements.txt"):
+        path = root / name
+        if path.is_file() and re.search(r"pytest[-_]benchmark",
+                                        path.read_text(encoding="utf-8", errors="replace")):
+            return True
+    tests = root / "tests"
+    if tests.is_dir():
+        for path in sorted(tests.rglob("test_*.py"))[:200]:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if re.search(r"def test_\w+\([^)]*\bbenchmark\b", text):
+                return True
+    return False
+
+
+def _detect_build(root: Path, found: dict[str, object], notes: list[str]) -> None:
     if (root / "CMakeLists.txt").is_file():
         found["build"] = "cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j"
         notes.append("build: CMakeLists.txt found")
@@ -29,29 +96,78 @@ def detect(root: Path) -> tuple[dict[str, object], list[str]]:
         found["build"] = "cargo build --release"
         notes.append("build: Cargo.toml found")
 
-    protected: list[str] = []
-    cfg_json = None
+
+def _detect_bench(root: Path, found: dict[str, object], notes: list[str],
+                  protected: list[str]) -> Path | None:
+    """Sets found["bench"] (and metric hints); returns the config JSON to read, if any."""
     if (root / ".auto" / "measure.sh").is_file():
         found["bench"] = "bash .auto/measure.sh"
         protected.append(".auto/**")
         if (root / ".auto" / "checks.sh").is_file():
             found["checks"] = "bash .auto/checks.sh"
-        cfg_json = root / ".auto" / "config.json"
         notes.append("bench: pi-autoresearch .auto/ session found")
-    elif (root / "autoresearch.sh").is_file():
-        found["bench"] = "./autoresearch.sh" if os.access(root / "autoresearch.sh", os.X_OK) \
-            else "bash autoresearch.sh"
+        return root / ".auto" / "config.json"
+    if (root / "autoresearch.sh").is_file():
+        found["bench"] = _script_cmd(root, "autoresearch.sh")
         protected.append("autoresearch.sh")
         if (root / "autoresearch.checks.sh").is_file():
             found["checks"] = "bash autoresearch.checks.sh"
             protected.append("autoresearch.checks.sh")
-        cfg_json = root / "autoresearch.config.json"
         notes.append("bench: autoresearch.sh found")
-    else:
-        notes.append(
-            "bench: none found; write autoresearch.sh that prints `METRIC name=value` lines "
-            "and set [target] bench"
-        )
+        return root / "autoresearch.config.json"
+    for rel in ("bench.sh", "benchmark.sh", "scripts/bench.sh", "scripts/benchmark.sh"):
+        if (root / rel).is_file():
+            found["bench"] = _script_cmd(root, rel)
+            protected.append(rel)
+            notes.append(f"bench: {rel} found; it must print `METRIC name=value` lines")
+            return None
+    targets = _make_targets(root)
+    for name in ("bench", "benchmark"):
+        if name in targets:
+            found["bench"] = f"make -s {name}"
+            notes.append(f"bench: Makefile target `{name}` found; it must print "
+                         "`METRIC name=value` lines")
+            return None
+    if (root / "Cargo.toml").is_file() and (
+            (root / "benches").is_dir()
+            or "[[bench]]" in (root / "Cargo.toml").read_text(encoding="utf-8", errors="replace")):
+        _write_script(root, "cargo-bench.sh", CARGO_BENCH_SCRIPT)
+        found.update(bench="./cargo-bench.sh", unit="ns/iter", direction="lower")
+        protected.append("cargo-bench.sh")
+        notes.append("bench: `cargo bench` found; wrote cargo-bench.sh, which turns its "
+                     "`ns/iter` lines into METRIC lines")
+        return None
+    if _uses_pytest_benchmark(root):
+        found.update(bench=f"python -m pytest -q --benchmark-only "
+                           f"--benchmark-json={PYTEST_BENCH_JSON}",
+                     format="pytest-benchmark-json", output_file=PYTEST_BENCH_JSON, unit="s",
+                     direction="lower")
+        notes.append("bench: pytest-benchmark found; the metric is the first benchmark's mean")
+        return None
+    _write_script(root, STUB_BENCH, STUB_SCRIPT)
+    found.update(bench=f"./{STUB_BENCH}", name="wall_ms", unit="ms", direction="lower")
+    protected.append(STUB_BENCH)
+    notes.append(f"bench: none found; wrote a stub {STUB_BENCH}: set CMD in it to the command "
+                 "to time (or make it print your own `METRIC name=value` lines)")
+    return None
+
+
+def _write_script(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    if path.exists():
+        raise ConfigError(f"{path} exists; remove it or set [target] bench yourself")
+    _atomic_write(path, text, 0o755)
+
+
+def detect(root: Path) -> tuple[dict[str, object], list[str]]:
+    """What the target's files say: build, bench, checks, scope, protected, metric.
+
+    Writes a bench script when the benchmark needs one (cargo bench) or none was found."""
+    notes: list[str] = []
+    found: dict[str, object] = {}
+    _detect_build(root, found, notes)
+    protected: list[str] = []
+    cfg_json = _detect_bench(root, found, notes, protected)
     if "checks" not in found and (root / "pyproject.toml").is_file() and (root / "tests").is_dir():
         found["checks"] = "python -m pytest -q"
         notes.append("checks: pyproject.toml and tests/ found")
@@ -77,14 +193,14 @@ def render(found: dict[str, object]) -> str:
     def opt(key: str, default_comment: str) -> str:
         return f"{key} = {_q(str(found[key]))}" if key in found else f"# {key} = {default_comment}"
 
-    bench = found.get("bench", "./autoresearch.sh")
+    fmt = str(found.get("format", "metric-lines"))
     lines = [
         "# readfirst target spec. Paths are relative to this file's directory.",
         "[target]",
         "# Build command, run once per revision in its own worktree (incremental across calls).",
         opt("build", '"make -j"'),
         "# Benchmark: prints `METRIC name=value` lines (or JSON, see [metric] format).",
-        f"bench = {_q(str(bench))}",
+        f"bench = {_q(str(found['bench']))}",
         "# Correctness checks; a candidate that fails them is `checks_failed` whatever its speed.",
         opt("checks", '"./autoresearch.checks.sh"'),
         "build_timeout = 600                   # seconds",
@@ -97,13 +213,13 @@ def render(found: dict[str, object]) -> str:
         "",
         "[metric]",
         "# Primary metric; every other metric printed is recorded as secondary.",
-        opt("name", '"tg128"   # default: the first METRIC line'),
+        opt("name", '"tg128"   # default: the first metric of the output'),
         f"direction = {_q(str(found.get('direction', 'lower')))}                 "
         "# or \"higher\"",
         opt("unit", '"ms"'),
-        'format = "metric-lines"   # | llama-bench-json | hyperfine-json | '
+        f"format = {_q(fmt)}   # | metric-lines | llama-bench-json | hyperfine-json | "
         "pytest-benchmark-json | google-benchmark-json",
-        '# output_file = "bench.json"   # read the output from this file instead of stdout',
+        opt("output_file", '"bench.json"   # read the output from this file instead of stdout'),
         "",
         "[compare]",
         "rounds = 5                 # first batch; more batches up to max_rounds",
@@ -117,6 +233,25 @@ def render(found: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """A temp file in the same directory, renamed over the target."""
+    fd, tmp = tempfile.mkstemp(prefix=".readfirst-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_init(root: Path, *, force: bool = False) -> tuple[Path, list[str]]:
     if not root.is_dir():
         raise ConfigError(f"{root}: no such directory")
@@ -124,16 +259,7 @@ def write_init(root: Path, *, force: bool = False) -> tuple[Path, list[str]]:
     if path.exists() and not force:
         raise ConfigError(f"{path} exists (use --force to overwrite)")
     found, notes = detect(root)
-    text = render(found)
-    # Atomic: a temp file in the same directory, renamed over the target.
-    fd, tmp = tempfile.mkstemp(prefix=".readfirst-", suffix=".toml", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(path, render(found))
     try:
         load_spec(root)
     except ConfigError as e:

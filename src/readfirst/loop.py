@@ -229,14 +229,15 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
         handles, cands = [], {}
         for cand, worker in batch:
             exp_id = log.start_experiment(loop_id, wave_no, kind, cand, baseline, worker)
-            remember(cand, log.seq_of(exp_id), loop_id, this_run)
+            seq = log.seq_of(exp_id)  # the one number console, status and commits show
+            remember(cand, seq, loop_id, this_run)
             job = Job(exp_id, str(target.root), baseline, cand.to_dict(), spec_data,
                       clean_build=kind == "confirm")
             handle = executor.submit(job, worker)
             log.set_pid(exp_id, handle.pid or 0)
             handles.append(handle)
             cands[exp_id] = cand
-            say(f"  [{worker}] {kind} #{exp_id}: {cand.title}")
+            say(f"  [{worker}] {kind} #{seq}: {cand.title}")
         tried = []
         pending = {h.exp_id: h for h in handles}
         while pending:
@@ -247,7 +248,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                                       reason=res.reason, result=res.result,
                                       cand_commit=res.cand_commit, timings=res.timings,
                                       outcome="discarded" if final else None)
-                say(f"  [{res.worker}] #{res.exp_id} {res.verdict or res.status}: {res.reason}")
+                say(f"  [{res.worker}] #{log.seq_of(res.exp_id)} {res.verdict or res.status}: "
+                    f"{res.reason}")
                 if res.status == "base_failed":
                     raise BaseFailedError(res.reason)
                 tried.append(_Tried(cands[res.exp_id], res.exp_id, res))
@@ -284,7 +286,8 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                 log.discard([winner.exp_id, check.exp_id], f"review veto: {why}")
                 say(f"  review veto: {winner.cand.title}: {why}")
                 return False
-        commit = _land_commit(target, winner.cand, res, baseline, loop_id, check.exp_id)
+        commit = _land_commit(target, winner.cand, res, baseline, loop_id,
+                              log.seq_of(check.exp_id))
         log.land(loop_id, [winner.exp_id, check.exp_id], commit)
         gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", commit, baseline)
         say(f"  kept: {winner.cand.title} ({res.reason.split(' (')[0]}) -> {gitcli.short(commit)}")
@@ -454,7 +457,7 @@ def _trailing_nonwins(explore_rows: list[Any]) -> int:
 
 
 def _land_commit(target: Target, cand: Candidate, res: JobResult, baseline: str,
-                 loop_id: str, exp_id: int) -> str:
+                 loop_id: str, seq: int) -> str:
     """A commit on the baseline with the candidate's tree and the evidence in its message."""
     r = res.result or {}
     m = r.get("metric", {})
@@ -471,7 +474,7 @@ def _land_commit(target: Target, cand: Candidate, res: JobResult, baseline: str,
         lines.append("Provenance: " + ", ".join(cand.provenance))
     if cand.rationale:
         lines += ["", cand.rationale.strip()]
-    lines += ["", f"readfirst run {loop_id}, experiment {exp_id}"]
+    lines += ["", f"readfirst run {loop_id}, experiment #{seq}"]
     tree = _candidate_tree(target, cand, res, baseline)
     return gitcli.git(target.repo, "commit-tree", tree, "-p", baseline, "-m", "\n".join(lines),
                       env=COMMIT_IDENTITY)

@@ -43,7 +43,8 @@ def run_job(job: Job, worker: str) -> JobResult:
         try:
             cand_commit = apply_candidate(path, job.baseline, cand)
         except ApplyError as e:
-            return JobResult(job.exp_id, worker, "skipped", reason=f"does not apply: {e}",
+            return JobResult(job.exp_id, worker, "skipped",
+                             reason=f"does not apply to {job.baseline[:12]}: {e}",
                              timings={"apply": time.perf_counter() - started})
     applied = time.perf_counter() - started
     try:

@@ -346,7 +346,8 @@ class SkyPilotExecutor:
             workdir, run.cand_commit = self.prepare_workdir(job)
             task = self.render_task(job, job.spec, worker, workdir)
         except ApplyError as e:
-            res = JobResult(job.exp_id, worker, "skipped", reason=f"does not apply: {e}")
+            res = JobResult(job.exp_id, worker, "skipped",
+                            reason=f"does not apply to {job.baseline[:12]}: {e}")
         except (gitcli.GitError, ConfigError, OSError, ValueError, tarfile.TarError) as e:
             res = JobResult(job.exp_id, worker, "worker_died",
                             reason=f"could not write the SkyPilot task: {e}")

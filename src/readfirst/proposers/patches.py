@@ -39,6 +39,8 @@ class PatchesProposer(RecordsSkips):
             (p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file()),
             key=lambda p: p.name,
         )
+        if not files:  # nothing to try is a mistake, not a run that finds nothing
+            raise ConfigError(f"patches directory {raw}: no {' or '.join(SUFFIXES)} files in it")
         candidates = []
         for path in files:
             cand_id = f"patch:{path.name}"

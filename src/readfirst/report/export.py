@@ -31,13 +31,37 @@ def _mad(values: list[float]) -> float | None:
     return median(abs(v - m) for v in values)
 
 
+def _baseline_row(summary: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The run's starting point as pi-autoresearch's first row: the base's median as measured
+    by the first experiment that measured it, status keep."""
+    first = next((e for e in experiments(summary) if _median_of(e.get("base")) is not None
+                  and e.get("baseline") == summary.get("base_commit")), None)
+    if first is None:
+        return None
+    value = _median_of(first.get("base"))
+    return {
+        "run": 1,
+        "commit": (summary.get("base_commit") or "")[:7],
+        "metric": value,
+        "metrics": {name: value},
+        "status": "keep",
+        "description": "baseline",
+        "timestamp": int((first.get("started") or summary.get("started") or 0) * 1000),
+        "segment": 0,
+        "confidence": None,
+    }
+
+
 def pi_jsonl(summary: dict[str, Any]) -> str:
-    """pi-autoresearch's log.jsonl: a config line, then one run line per experiment row.
+    """pi-autoresearch's log.jsonl: a config line, a baseline row, then one run line per
+    experiment row.
 
     Rows still queued or running have not happened yet and are left out; `run` numbers the
-    emitted lines from 1 in seq order. `confidence` is |cand median - base median| divided by
-    the MAD of all candidate medians up to and including this row (null when either median is
-    missing or the MAD is 0).
+    emitted lines from 1 in seq order (the baseline is run 1). A row without a measurement
+    (skipped, refused, crashed, checks failed) has `"metric": null` and empty `metrics`,
+    never a 0 that would plot as a drop. `confidence` is |cand median - base median| divided
+    by the MAD of all candidate medians up to and including this row (null when either median
+    is missing or the MAD is 0).
     """
     metric = summary.get("metric") or {}
     name = metric.get("name") or "metric"
@@ -49,8 +73,11 @@ def pi_jsonl(summary: dict[str, Any]) -> str:
         "metricUnit": metric.get("unit") or "",
         "bestDirection": "lower" if metric.get("direction") == "lower" else "higher",
     })]
+    baseline = _baseline_row(summary, name)
+    if baseline is not None:
+        lines.append(dumps(baseline))
     seen: list[float] = []
-    n = 0
+    n = len(lines) - 1
     for exp in experiments(summary):
         if exp.get("status") in PENDING:
             continue
@@ -67,7 +94,7 @@ def pi_jsonl(summary: dict[str, Any]) -> str:
         lines.append(dumps({
             "run": n,
             "commit": (exp.get("cand_commit") or exp.get("baseline") or "")[:7],
-            "metric": cand if cand is not None else 0,
+            "metric": cand,
             "metrics": {} if cand is None else {name: cand},
             "status": _pi_status(exp),
             "description": f"{title} — {reason}" if reason else title,

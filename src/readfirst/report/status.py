@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -107,33 +108,36 @@ def status_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def status_table(summary: dict[str, Any]) -> Table:
-    """A rich table of the run's experiments (titles are never read as rich markup)."""
+    """A rich table of the run's experiments, one line each, readable at 80 columns: titles are
+    cut with an ellipsis rather than wrapped, and never read as rich markup."""
     metric = summary.get("metric") or {}
     direction = metric.get("direction") or "higher"
     table = Table(
         title=Text(f"{summary.get('run_id', '?')}  {summary.get('status', '?')}"
                    f"  ({metric.get('name') or 'metric'}, {direction} is better)"),
-        title_justify="left",
+        title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
     )
-    for col, justify in (("id", "right"), ("title", "left"), ("source", "left"),
-                         ("verdict", "left"), ("outcome", "left"), ("change", "right"),
-                         ("CI", "right"), ("duration (s)", "right"), ("worker", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    table.add_column("#", justify="right", no_wrap=True)
+    # the only column rich may shrink; its cells are cut, not wrapped
+    table.add_column("experiment", min_width=12)
+    table.add_column("result", no_wrap=True)
+    table.add_column("change", justify="right", no_wrap=True)
+    table.add_column("CI", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("wkr", no_wrap=True)
     for e in experiments(summary):
         good = better(e.get("ratio"), direction)
-        d = duration(e)
-        label = result_label(e)
-        kind = " (confirm)" if e.get("kind") == "confirm" else ""
+        label = "kept" if e.get("outcome") == "kept" else result_label(e)
+        style = "bold green" if label == "kept" else VERDICT_STYLE.get(
+            label, "dim" if label in PENDING else "")
+        kind = "confirm: " if e.get("kind") == "confirm" else ""
         table.add_row(
             str(e.get("seq", "")),
-            Text((e.get("title") or "") + kind),
-            Text(e.get("source") or ""),
-            Text(label, style=VERDICT_STYLE.get(label, "dim" if label in PENDING else "")),
-            Text(e.get("outcome") or "", style="bold green" if e.get("outcome") == "kept" else ""),
-            Text(change_str(e.get("ratio")),
-                 style={True: "green", False: "red", None: ""}[good]),
+            Text(kind + (e.get("title") or ""), no_wrap=True, overflow="ellipsis"),
+            Text(label, style=style),
+            Text(change_str(e.get("ratio")), style={True: "green", False: "red", None: ""}[good]),
             ci_str(e.get("ci_low"), e.get("ci_high")),
-            "–" if d is None else f"{d:.1f}",
+            seconds_str(duration(e)),
             Text(e.get("worker") or ""),
         )
     return table
