@@ -26,10 +26,12 @@ def _explore(summary: dict[str, Any], title_start: str) -> dict[str, Any]:
     return row
 
 
-def test_benchmark_edit_is_refused(demo: dict[str, Any]) -> None:
-    row = _explore(demo, "autoresearch.sh")
-    assert row["verdict"] == "refused" and row["outcome"] == "discarded"
-    assert "autoresearch.sh" in row["reason"]
+def test_benchmark_edit_is_triaged_out_before_any_worker(demo: dict[str, Any]) -> None:
+    (row,) = [e for e in demo["experiments"] if e["candidate_id"] == "fork:fastfork:out-of-scope"]
+    assert row["status"] == "skipped" and row["wave"] == 0 and row["outcome"] == "discarded"
+    assert row["reason"].startswith("out of scope") and "(1 commit;" in row["reason"]
+    assert "autoresearch.sh" in row["reason"]  # the commit's subject
+    assert not [e for e in demo["experiments"] if e["title"].startswith("autoresearch.sh")]
 
 
 def test_broken_kernel_fails_checks(demo: dict[str, Any]) -> None:

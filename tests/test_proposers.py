@@ -66,8 +66,9 @@ def test_fork_commits_become_candidates_in_order(forked, tmp_path: Path) -> None
     cands = prop.propose(context(target))
     assert [c.id for c in cands] == [f"fork:fork@{s[:12]}" for s in shas]
     assert [c.title for c in cands] == ["Halve the work", "Closed-form compute", "Add fast.h"]
-    assert cands[0].rationale == f"Less work is faster.\n\nported from fork {shas[0][:12]}"
-    assert cands[1].rationale == f"ported from fork {shas[1][:12]}"
+    assert cands[0].rationale == (f"Less work is faster.\n\nported from fork {shas[0][:12]}\n"
+                                  "ranked 1 of 3: performance cues: 'faster'")
+    assert cands[1].rationale.startswith(f"ported from fork {shas[1][:12]}\nranked 2 of 3: ")
     assert [c.provenance for c in cands] == [(f"fork@{s}",) for s in shas]
     assert {c.source for c in cands} == {"forks"} and prop.skipped == []
     assert git(target, "rev-parse", REF_PREFIX + "fork") == shas[-1]
@@ -98,11 +99,15 @@ def test_fork_applies_after_target_moved_on(forked, tmp_path: Path) -> None:
 
 
 def test_fork_conflict_is_an_apply_error(forked, tmp_path: Path) -> None:
-    target, _fork, _shas = forked
+    target, _fork, shas = forked
+    cands = ForksProposer().propose(context(target))
     src = (target / "src/prog.c").read_text()
     write(target, "src/prog.c", src.replace("s += i; return s;", "s += i; return s + 0;"))
-    baseline = commit(target, "conflicting change")
-    cands = ForksProposer().propose(context(target))
+    baseline = commit(target, "conflicting change")  # the baseline moved after proposing
+    prop = ForksProposer()
+    assert [c.id for c in prop.propose(context(target))] == [cands[0].id, cands[2].id]
+    ((cid, _title, reason),) = prop.skipped
+    assert cid == f"fork:fork@{shas[1][:12]}" and reason.startswith("does not apply")
     wt = worktree(target, tmp_path)
     with pytest.raises(ApplyError, match="conflict"):
         apply_candidate(wt, baseline, cands[1])
@@ -118,16 +123,19 @@ def test_already_upstream_empty_and_capped_commits_are_skipped(forked) -> None:
     empty = git(fork, "rev-parse", "HEAD")
     write(fork, "src/more.h", "#define MORE 1\n")
     last = commit(fork, "More")
-    research = 'competitors = [{ name = "rival", path = "../fork" }]\nmax_fork_commits = 4'
+    research = 'competitors = [{ name = "rival", path = "../fork" }]\nmax_fork_commits = 2'
     write(target, "readfirst.toml", with_research(research))
     prop = ForksProposer()
     cands = prop.propose(context(target))
     assert [c.id for c in cands] == [f"fork:rival@{s[:12]}" for s in shas[1:]]
     reasons = {cid: reason for cid, _title, reason in prop.skipped}
-    assert reasons[f"fork:rival@{shas[0][:12]}"].startswith("already upstream")
-    assert reasons[f"fork:rival@{empty[:12]}"].startswith("empty diff")
-    assert reasons[f"fork:rival@{last[:12]}"].startswith("cap")
-    assert ("fork:rival@" + last[:12], "More") in [s[:2] for s in prop.skipped]
+    assert reasons["fork:rival:already-upstream"].startswith("already upstream")
+    assert shas[0][:12] in reasons["fork:rival:already-upstream"]
+    assert reasons["fork:rival:empty"].startswith("empty") and empty[:12] in \
+        reasons["fork:rival:empty"]
+    assert reasons["fork:rival:cap"].startswith("cap") and last[:12] in reasons["fork:rival:cap"]
+    assert ("fork:rival:cap", "1 commit of rival: cap: ranked beyond [research] "
+            "max_fork_commits") in [s[:2] for s in prop.skipped]
 
 
 @pytest.fixture
@@ -159,12 +167,14 @@ def test_unrelated_fork_is_path_mapped(unrelated, tmp_path: Path) -> None:
     diff = cands[0].diff
     assert "diff --git a/src/prog.c b/src/prog.c" in diff and "+++ b/src/params.h" in diff
     assert "lib/prog" not in diff
-    reasons = {cid.split("@")[1]: reason for cid, _t, reason in prop.skipped}
+    reasons = {cid.split("@")[-1]: reason for cid, _t, reason in prop.skipped}
     assert len(reasons) == 3
     root = git(other, "rev-list", "--max-parents=0", "HEAD")
     assert "new in the fork" in reasons[root[:12]]
-    assert reasons[unmappable[:12]].startswith("lib/prog/NOTES: no file")
-    assert reasons[out_of_scope[:12]].startswith("Makefile: no file")  # scope is src/**
+    # NOTES has no counterpart in scope and is not docs/CI/tests: not half-ported
+    assert reasons["fork:other:mixed"].startswith("mixed") and unmappable[:12] in \
+        reasons["fork:other:mixed"]
+    assert out_of_scope[:12] in reasons["fork:other:out-of-scope"]  # scope is src/**
     wt = worktree(target, tmp_path)
     apply_candidate(wt, git(target, "rev-parse", "HEAD"), cands[0])
     assert "return n * (n - 1) / 2;" in (wt / "src/prog.c").read_text()

@@ -51,3 +51,26 @@ ALWAYS_PROTECTED = (
     "autoresearch.checks.sh",
     "autoresearch.config.json",
 )
+
+# --- forks proposer: triage and ranking ---------------------------------------------------
+# Applied after triage and ranking, so it only ever cuts the least promising in-scope commits
+# (a fork 3 000 commits ahead with 2 % in scope has about 60).
+DEFAULT_MAX_FORK_COMMITS = 200
+# What a port may leave out of a commit that also changes scope: docs, CI, tests.
+FORK_NON_CODE = (
+    "**/*.md", "**/*.rst", "**/*.adoc", "docs/**", "doc/**", "**/docs/**", "media/**",
+    ".github/**", ".gitlab/**", ".gitlab-ci.yml", ".circleci/**", "ci/**", ".devops/**",
+    ".travis.yml", "appveyor.yml", "tests/**", "test/**", "**/tests/**", "**/test/**",
+    "LICENSE*", "AUTHORS", "CODEOWNERS", "CHANGELOG*", ".editorconfig", ".gitignore",
+    ".clang-format", ".clang-tidy", ".flake8", ".pre-commit-config.yaml",
+)
+FORK_HOT_FUNCTIONS = 10  # the profile's hottest functions a commit is matched against
+FORK_SITE_WINDOW = 30  # lines: a hunk this close to a hypothesis' site touches it
+FORK_STACK_DEPTH = 4  # earlier commits tried under one that does not apply alone
+FORK_BUILD_PROBE_TIMEOUT = 30  # seconds for `make -n` / `cc -dM -E` when reading the build
+
+# --- timed runs on one machine ------------------------------------------------------------
+# Every timed benchmark run on this machine holds this lock (outside any worktree), so the
+# runs of different workers never overlap. READFIRST_TIMED_LOCK overrides the path.
+TIMED_LOCK_FILE = "/tmp/readfirst-timed-runs.lock"
+TIMED_LOCK_MAX_WAIT = 3600  # seconds; past this something holds the lock for good

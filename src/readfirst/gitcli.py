@@ -32,6 +32,24 @@ def git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool =
     return proc.stdout.rstrip("\n")
 
 
+def git_bytes(repo: Path, *args: str, env: dict[str, str] | None = None,
+              input: bytes | None = None) -> bytes:
+    """Like `git`, but stdout as bytes (diffs and paths need not be UTF-8); GitError carries
+    git's stderr, decoded leniently."""
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        env=full_env,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise GitError(f"git {' '.join(args)}: {err}")
+    return proc.stdout
+
+
 def repo_root(path: Path) -> Path:
     """The top of the git work tree containing `path`; ConfigError when there is none."""
     if not path.is_dir():

@@ -4,7 +4,9 @@ Each competitor (`[research] competitors`) is fetched into the target repository
 `refs/readfirst/competitors/<name>`. With a shared history, the commits after the merge-base
 are offered with `--full-index` diffs, so `git apply --3way` merges them like cherry-pick
 would. With an unrelated history, each changed file is mapped onto the baseline's file with
-the longest common path suffix and the diff's paths are rewritten.
+the longest common path suffix and the diff's paths are rewritten. Before anything is offered
+the commits are triaged (triage.py), stacked on what they depend on (stack.py) and ranked
+(rank.py, archcheck.py), all in forkrank.py.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from readfirst import constants as C
 from readfirst import gitcli
 from readfirst.candidate import Candidate
 from readfirst.errors import ConfigError
 from readfirst.guards import matches
-from readfirst.proposers import ProposerContext, RecordsSkips
+from readfirst.proposers import ProposerContext, RecordsSkips, triage
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 REF_PREFIX = "refs/readfirst/competitors/"
-DEFAULT_MAX_COMMITS = 200
+DEFAULT_MAX_COMMITS = C.DEFAULT_MAX_FORK_COMMITS
 # Forks the research phase found (research/forks_github.py), relative to the state directory.
 DISCOVERED_FILE = "research/discovered_competitors.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -31,7 +34,6 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")
 _ENTRY_KEYS = {"name", "path", "url", "branch"}
 # Keep fetches from hanging forever on a stalled network (less than 1 byte/s for a minute).
 _FETCH_OPTS = ("-c", "http.lowSpeedLimit=1", "-c", "http.lowSpeedTime=60")
-_DIFF_OPTS = ("-c", "core.quotePath=false", "diff-tree", "-p", "--binary", "--full-index")
 
 
 @dataclass(frozen=True)
@@ -46,60 +48,46 @@ class Competitor:
 
 
 class ForksProposer(RecordsSkips):
-    """Offers the commits of the configured competitors, in the order of their history."""
+    """Offers the in-scope commits of the configured competitors, ranked (see rank.py)."""
 
     name = "forks"
 
     def propose(self, ctx: ProposerContext) -> list[Candidate]:
+        from readfirst.proposers.forkrank import port_competitor  # it imports research
+
         self._skipped = []
         competitors = competitors_for(ctx.spec.research, ctx.root, ctx.state_dir)
         cap = ctx.spec.research.get("max_fork_commits", DEFAULT_MAX_COMMITS)
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
             raise ConfigError(f"[research] max_fork_commits: expected an integer >= 0, got {cap!r}")
         out: list[Candidate] = []
+        reports: list[str] = []
         for comp in competitors:
             try:
                 fetch(ctx.repo, comp)
             except (gitcli.GitError, UnicodeDecodeError) as e:
                 self._skipped.append((f"fork:{comp.name}", comp.name, f"fetch failed: {e}"))
                 continue
-            out.extend(self._from_competitor(ctx, comp, cap))
+            ported = port_competitor(ctx, comp, cap)
+            self._skipped += ported.skipped
+            out += ported.candidates
+            reports.append(ported.report)
+        if reports:
+            write_ranking(ctx, reports)
         return out
 
-    def _from_competitor(self, ctx: ProposerContext, comp: Competitor, cap: int) -> list[Candidate]:
-        repo = ctx.repo
-        commits, shared = divergent_commits(repo, ctx.baseline, comp.ref)
-        mapper = None if shared else PathMapper(repo, ctx.baseline, scope_patterns(ctx))
-        out: list[Candidate] = []
-        for n, fc in enumerate(commits):
-            mark, sha, parent, subject, body = fc.mark, fc.sha, fc.parent, fc.subject, fc.body
-            cand_id, title = f"fork:{comp.name}@{sha[:12]}", subject or sha[:12]
-            try:
-                if n >= cap:
-                    raise _Skip(f"cap: beyond [research] max_fork_commits = {cap}")
-                if mark == "=":
-                    raise _Skip("already upstream: a patch-equivalent commit is in the baseline")
-                diff = mapper.diff(parent, sha) if mapper else commit_diff(repo, parent, sha)
-                if not diff.strip():
-                    raise _Skip("empty diff: nothing to port")
-            except _Skip as s:
-                self._skipped.append((cand_id, title, str(s)))
-                continue
-            except UnicodeDecodeError:
-                self._skipped.append((cand_id, title, "the diff is not UTF-8 text"))
-                continue
-            note = f"ported from {comp.name} {sha[:12]}"
-            out.append(
-                Candidate(
-                    id=cand_id,
-                    title=title,
-                    rationale=f"{body.strip()}\n\n{note}" if body.strip() else note,
-                    diff=diff,
-                    source=self.name,
-                    provenance=(f"{comp.name}@{sha}",),
-                )
-            )
-        return out
+
+def write_ranking(ctx: ProposerContext, reports: list[str]) -> None:
+    """The ranking, with reasons, in `research/fork_ranking.md` and as a section of the brief."""
+    from readfirst.proposers.forkrank import replace_section
+
+    text = "\n".join(reports)
+    out = ctx.state_dir / "research"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fork_ranking.md").write_text(text)
+    brief = out / "brief.md"
+    if brief.is_file():
+        brief.write_text(replace_section(brief.read_text(), text))
 
 
 class _Skip(Exception):
@@ -212,13 +200,9 @@ def fetch(repo: Path, comp: Competitor) -> None:
     )
 
 
-def commit_diff(repo: Path, parent: str, sha: str) -> str:
-    """The commit's change with full blob ids (the preimages make `apply --3way` a real merge).
-
-    Plumbing (`diff-tree`, no rename detection) so that user diff settings (noprefix, external
-    diff, color) do not leak in.
-    """
-    return gitcli.git(repo, *_DIFF_OPTS, parent, sha)
+def commit_diff(repo: Path, parent: str, sha: str, paths: list[str] | None = None) -> str:
+    """The commit's change with full blob ids (see triage.commit_diff)."""
+    return triage.commit_diff(repo, parent, sha, paths)
 
 
 def scope_patterns(ctx: ProposerContext) -> list[str]:
@@ -268,11 +252,14 @@ class PathMapper:
         except _Skip:
             return None
 
-    def diff(self, parent: str, sha: str) -> str:
-        """The commit's diff with every path rewritten to its baseline counterpart."""
-        names = gitcli.git(self.repo, "diff-tree", "-r", "-z", "--name-only", parent, sha)
+    def diff(self, parent: str, sha: str, only: list[str] | None = None) -> str:
+        """The commit's diff (of the files `only`, when given) with every path rewritten to
+        its baseline counterpart."""
+        names = gitcli.git(self.repo, "diff-tree", "-r", "-z", "--no-renames", "--name-only",
+                           parent, sha, *(["--", *only] if only else []),
+                           env={"GIT_LITERAL_PATHSPECS": "1"})
         paths = [p for p in names.split("\0") if p]
-        text = commit_diff(self.repo, parent, sha)
+        text = commit_diff(self.repo, parent, sha, only)
         sections = re.split(r"(?m)^(?=diff --git )", text)
         sections = [s for s in sections if s.startswith("diff --git ")]
         if len(sections) != len(paths):
