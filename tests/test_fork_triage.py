@@ -159,8 +159,8 @@ def save_research(target: Path, hotspots: list[tuple[str, float]],
     try:
         diag = {"hotspots": [h for h, _ in hotspots],
                 "top_functions": [{"function": h, "share": s} for h, s in hotspots]}
-        ResearchStore(journal).save(ResearchResult(diagnosis=diag, hypotheses=hypotheses, references=[], notes=[]),
-                                    True, None)
+        result = ResearchResult(diagnosis=diag, hypotheses=hypotheses, references=[], notes=[])
+        ResearchStore(journal).save(result, True, None)
     finally:
         journal.close()
 
