@@ -488,3 +488,8 @@ from readfirst.agent_cli_commands import playbook as _playbook_command  # noqa: 
 
 cli.add_command(_mcp_command)
 cli.add_command(_playbook_command)
+
+# Watching and shipping a run.
+from readfirst.cli_ship import finalize as _finalize_command  # noqa: E402
+
+cli.add_command(_finalize_command)

@@ -215,6 +215,8 @@ class LoopLog:
             "ci_low": res.get("ci_low"),
             "ci_high": res.get("ci_high"),
             "p_value": res.get("p_value"),
+            "ci_level": res.get("ci_level"),
+            "rounds": res.get("rounds"),
             "base": side("base"),
             "cand": side("cand"),
             "flags": res.get("flags", []),

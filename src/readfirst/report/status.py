@@ -43,6 +43,27 @@ def ci_str(low: float | None, high: float | None) -> str:
     return f"[{(low - 1) * 100:+.1f}, {(high - 1) * 100:+.1f}] %"
 
 
+def evidence_str(r: dict[str, Any], metric: dict[str, Any] | None = None) -> str:
+    """A measurement in one line: "tok_s 36.9 -> 41.9 tok/s (+13.6 %, 95.0 % CI [+12.0,
+    +15.0] %, p=0.002, 10 rounds)". Takes a compare result or an experiment row."""
+    m = r.get("metric") or metric or {}
+    base, cand = (r.get("base") or {}).get("median"), (r.get("cand") or {}).get("median")
+    head = f"{m.get('name') or 'metric'} " if m.get("name") or base is not None else ""
+    if base is not None and cand is not None:
+        head += f"{num(base)} -> {num(cand)}" + (f" {m['unit']}" if m.get("unit") else "") + " "
+    parts = [change_str(r.get("ratio"))]
+    if r.get("ci_low") is not None:
+        level = f"{r['ci_level'] * 100:.1f} % " if r.get("ci_level") else ""
+        parts.append(f"{level}CI {ci_str(r.get('ci_low'), r.get('ci_high'))}")
+    if r.get("p_value") is not None:
+        parts.append(f"p={r['p_value']:.3g}")
+    if r.get("rounds"):
+        parts.append(f"{r['rounds']} rounds")
+    if r.get("ratio") is None:
+        return f"{r.get('verdict') or r.get('status') or '?'}: {r.get('reason') or ''}".strip()
+    return f"{head}({', '.join(parts)})"
+
+
 def better(ratio: float | None, direction: str) -> bool | None:
     """Whether the ratio means better for this metric direction (None when unknown/equal)."""
     if ratio is None or ratio == 1:
