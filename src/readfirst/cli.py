@@ -335,6 +335,12 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
                            max_time=max_time, patience=patience, pin_cpus=pin_cpus, base=base,
                            executor=executor, dry_run=dry_run, max_cost=max_cost,
                            patches_dir=str(Path(patches_dir).resolve()) if patches_dir else None)
+    from readfirst.timedlock import oversubscribed
+
+    warning = oversubscribed(opts.workers if opts else workers, spec, opts.executor if opts
+                             else executor)
+    if warning:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
     summary = run_loop(target, spec, opts, resume=resume, say=_say(as_json))
     if dry_run and not as_json:
         for e in summary["experiments"]:

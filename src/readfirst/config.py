@@ -42,6 +42,8 @@ class TargetSection(_Section):
     checks_timeout: Seconds = C.DEFAULT_CHECKS_TIMEOUT
     protected: list[str] = []
     scope: list[str] = []
+    # Threads one benchmark run uses: `readfirst run` warns when workers x this > cores.
+    bench_threads: int = Field(1, ge=1)
 
     @field_validator("bench")
     @classmethod

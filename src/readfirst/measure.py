@@ -19,6 +19,7 @@ from readfirst.guards import tampered
 from readfirst.journal import Journal
 from readfirst.metrics import MetricParseError, parse_metrics
 from readfirst.process import RunningStep, StepResult
+from readfirst.timedlock import timed_runs
 
 
 @dataclass
@@ -155,7 +156,8 @@ class Runner:
 
     def bench_once(self, side: Side, step: str, rnd: int | None = None) -> Sample:
         self._position = 0
-        res = self._start_bench(side, step, rnd, None).wait(self.spec.target.bench_timeout)
+        with timed_runs(StepFailed):
+            res = self._start_bench(side, step, rnd, None).wait(self.spec.target.bench_timeout)
         return self._collect(side, step, rnd, res)
 
     def warmup(self, order: list[Side]) -> None:
@@ -168,10 +170,12 @@ class Runner:
         order = [base, cand]
         self.rng.shuffle(order)
         got: dict[str, Sample] = {}
-        for pos, side in enumerate(order):
-            self._position = pos
-            res = self._start_bench(side, "bench", rnd, None).wait(self.spec.target.bench_timeout)
-            got[side.role] = self._collect(side, "bench", rnd, res)
+        with timed_runs(StepFailed):  # one timed round at a time on this machine
+            for pos, side in enumerate(order):
+                self._position = pos
+                res = self._start_bench(side, "bench", rnd, None).wait(
+                    self.spec.target.bench_timeout)
+                got[side.role] = self._collect(side, "bench", rnd, res)
         return got["base"], got["cand"]
 
     def duet_round(
@@ -180,12 +184,13 @@ class Runner:
         """One duet round: both sides at once on disjoint pinned CPUs, sets swapped at random."""
         sets = list(cpu_sets)
         self.rng.shuffle(sets)
-        started = {
-            side.role: (side, self._start_bench(side, "bench", rnd, cpus))
-            for side, cpus in ((base, sets[0]), (cand, sets[1]))
-        }
-        results = {role: (s, r.wait(self.spec.target.bench_timeout))
-                   for role, (s, r) in started.items()}
+        with timed_runs(StepFailed):
+            started = {
+                side.role: (side, self._start_bench(side, "bench", rnd, cpus))
+                for side, cpus in ((base, sets[0]), (cand, sets[1]))
+            }
+            results = {role: (s, r.wait(self.spec.target.bench_timeout))
+                       for role, (s, r) in started.items()}
         self._position = 0
         got = {role: self._collect(s, "bench", rnd, res) for role, (s, res) in results.items()}
         return got["base"], got["cand"]
