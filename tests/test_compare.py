@@ -47,7 +47,7 @@ def test_real_speedup_is_improved_and_user_tree_untouched(target: Path) -> None:
 
 
 def test_human_output_is_a_table(target: Path) -> None:
-    write(target, "src/params.h", params(BASE_WORK * 3 // 2))
+    write(target, "src/params.h", params(BASE_WORK * 2))
     commit(target, "more work")
     code, _, proc = run_cli("compare", "HEAD~1", "HEAD", cwd=target)
     assert code == 0, proc.stderr
