@@ -14,17 +14,17 @@ from readfirst.research.run import _run_guarded, rank_hypotheses
 
 
 def _h(title: str, kind: str, score: float, sources: list[str],
-       function: str | None = None) -> Hypothesis:
-    return Hypothesis(title, kind, "because", [Site("src/a.c", 3, function)], sources, "",
-                      score)
+       function: str | None = None, line: int | None = 3) -> Hypothesis:
+    sites = [Site("src/a.c", line, function)] if line else []
+    return Hypothesis(title, kind, "because", sites, sources, "", score)
 
 
 def test_ranking_merges_corroborated_and_boosts_hot_and_memory_levers() -> None:
     findings = [
         Finding("a", [_h("Fuse passes in softmax", "multi-pass", 0.55, ["src/a.c:3"], "softmax"),
-                      _h("Port fastfork commit", "port-commit", 0.6, ["fork@1"])]),
+                      _h("Port fastfork commit", "port-commit", 0.6, ["fork@1"], line=9)]),
         Finding("b", [_h("Fuse passes in softmax", "multi-pass", 0.5, ["fork@1"], "softmax"),
-                      _h("Read a paper", "paper", 0.5, ["arXiv:1"])]),
+                      _h("Read a paper", "paper", 0.5, ["arXiv:1"], line=None)]),
     ]
     ranked = rank_hypotheses(findings, {"conclusion": "memory-bound: ..."}, ["softmax"])
     assert [h.title for h in ranked] == [
@@ -97,3 +97,20 @@ def test_references_are_unique_and_cited_first() -> None:
     findings = [Finding("x", [], refs), Finding("y", [], [Reference("a", "code", "A again")])]
     hyps = [_h("t", "multi-pass", 0.5, ["c", "b"])]
     assert [r.id for r in _references(findings, hyps)] == ["c", "b", "a"]
+
+
+def test_one_row_per_site_and_advice_that_fits_the_diagnosis() -> None:
+    a = _h("Fuse 3 passes over `y` in scale()", "multi-pass", 0.6, ["src/a.c:3"], "scale")
+    a.expected_effect = "one pass over memory instead of N; helps when memory-bound"
+    a.sites.append(Site("src/a.c", 3, None))  # the same line twice in one hypothesis
+    b = _h("Revisit src/a.c: recent performance work", "history", 0.15, ["self@1"], "scale")
+    c = _h("Port a fork commit", "port-commit", 0.7, ["fork@2"], "scale", line=20)
+    ranked = rank_hypotheses([Finding("x", [a, b, c])], {"conclusion": "compute-bound: ..."},
+                             [])
+    assert [h.title for h in ranked] == ["Port a fork commit", a.title]
+    row = ranked[1]
+    assert row.sites == [Site("src/a.c", 3, "scale")]
+    assert set(row.sources) == {"src/a.c:3", "self@1"}
+    assert "Also at this site: Revisit src/a.c" in row.rationale
+    assert "helps when memory-bound" not in row.expected_effect
+    assert "compute-bound" in row.expected_effect

@@ -74,3 +74,12 @@ FORK_BUILD_PROBE_TIMEOUT = 30  # seconds for `make -n` / `cc -dM -E` when readin
 # runs of different workers never overlap. READFIRST_TIMED_LOCK overrides the path.
 TIMED_LOCK_FILE = "/tmp/readfirst-timed-runs.lock"
 TIMED_LOCK_MAX_WAIT = 3600  # seconds; past this something holds the lock for good
+
+# --- research ranking ---------------------------------------------------------------------
+PROFILE_WEIGHT = 1.0  # score += this x the inclusive share (0..1) of a hypothesis's functions
+HOT_BOOST = 0.1  # without an inclusive profile: a site in one of the five hottest functions
+MEMORY_LEVER_BOOST = 0.1  # memory levers when the diagnosis says memory-bound
+CORROBORATION_BOOST = 0.05  # per extra source finding the same hypothesis
+# score kept by a hypothesis whose experiment ended with this verdict (the rest: 0.5)
+DEMOTION_BY_VERDICT = {"inconclusive": 0.9, "no_change": 0.7, "suspect": 0.8}
+DEMOTION = 0.5

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS hypotheses (
     title TEXT NOT NULL,
     score REAL NOT NULL,
     hypothesis_json TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'open',   -- open | failed | kept
+    status TEXT NOT NULL DEFAULT 'open',   -- open | kept | the loop's verdict (inconclusive, ...)
     status_reason TEXT
 );
 CREATE TABLE IF NOT EXISTS research_refs (
@@ -73,11 +73,11 @@ def render_brief(result: ResearchResult, target: str, status: dict[int, str] | N
         if d.get("achieved_gbs") is not None and d.get("share") is not None:
             out.append(f"- achieved: {d['achieved_gbs']:.1f} GB/s = {d['share']:.0%} of it")
         out.append(f"- **conclusion: {d.get('conclusion', 'none')}**")
-        top = d.get("top_functions") or []
-        if top:
-            out += ["", "| function | share of samples |", "|---|---:|"]
-            out += [f"| `{t['function']}` | {t['share']:.1f} % |" for t in top[:10]]
+        out += _profile_table(result)
         out.append("")
+    if result.changes:
+        out += ["## What changed since the previous research", ""]
+        out += [f"- {c}" for c in result.changes] + [""]
     out += ["## Hypotheses, ranked", ""]
     if not result.hypotheses:
         out += ["None found.", ""]
@@ -85,7 +85,8 @@ def render_brief(result: ResearchResult, target: str, status: dict[int, str] | N
         cites = ", ".join(f"[{numbers[s]}]" for s in h.sources if s in numbers)
         out.append(f"### {i + 1}. {h.title}")
         out.append("")
-        out.append(f"*{h.kind}, score {h.score:.2f}*"
+        unprofiled = " — not in the profile" if h.data.get("in_profile") is False else ""
+        out.append(f"*{h.kind}, score {h.score:.2f}{unprofiled}*"
                    + (f" — **{status[i]}**" if status and i in status else ""))
         out.append("")
         out.append(h.rationale)
@@ -111,6 +112,34 @@ def render_brief(result: ResearchResult, target: str, status: dict[int, str] | N
     return "\n".join(out) + "\n"
 
 
+def _profile_table(result: ResearchResult) -> list[str]:
+    """The profile's top functions: inclusive and self shares, and the hypotheses (by rank)
+    whose sites are in each."""
+    from readfirst.research.ranking import plain
+    from readfirst.research.run import hot_functions
+
+    d = result.diagnosis or {}
+    own = {plain(str(t["function"])): float(t["share"]) for t in d.get("top_functions") or []}
+    top = hot_functions(result, 10)
+    if not top:
+        return []
+    covered: dict[str, list[int]] = {}
+    for i, h in enumerate(result.hypotheses):
+        for fn in {plain(s.function) for s in h.sites if s.function}:
+            covered.setdefault(fn, []).append(i + 1)
+    inclusive = bool(d.get("inclusive"))
+    head = "inclusive share (through callees)" if inclusive else "share of samples"
+    out = ["", f"| function | {head} | self | hypotheses |", "|---|---:|---:|---|"]
+    for fn, share in top:
+        ranks = covered.get(plain(fn), [])
+        cover = ", ".join(f"#{r}" for r in ranks[:6]) + (" ..." if len(ranks) > 6 else "")
+        self_share = own.get(plain(fn))
+        out.append(f"| `{fn}` | {share:.1f} % | "
+                   f"{f'{self_share:.1f} %' if self_share is not None else '-'} | "
+                   f"{cover or 'none'} |")
+    return out
+
+
 def write_brief(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -124,22 +153,26 @@ class ResearchStore:
     def __init__(self, journal: Journal) -> None:
         self.db = journal.db
         self.db.executescript(SCHEMA)
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(research_runs)")}
+        if "changes_json" not in cols:  # journals written before research was versioned
+            self.db.execute("ALTER TABLE research_runs ADD COLUMN changes_json TEXT")
 
     def save(self, result: ResearchResult, offline: bool, baseline: str | None) -> int:
         with self.db:
             self.db.execute("BEGIN")
             cur = self.db.execute(
                 "INSERT INTO research_runs (started, offline, baseline, brief, diagnosis_json,"
-                " notes_json, sources_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " notes_json, sources_json, changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), int(offline), baseline, result.brief,
                  json.dumps(result.diagnosis), json.dumps(result.notes),
-                 json.dumps(result.sources)))
+                 json.dumps(result.sources), json.dumps(result.changes)))
             rid = int(cur.lastrowid or 0)
             for i, h in enumerate(result.hypotheses):
                 self.db.execute(
                     "INSERT INTO hypotheses (research_id, rank, kind, title, score,"
-                    " hypothesis_json) VALUES (?, ?, ?, ?, ?, ?)",
-                    (rid, i + 1, h.kind, h.title, h.score, json.dumps(h.to_dict())))
+                    " hypothesis_json, status, status_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rid, i + 1, h.kind, h.title, h.score, json.dumps(h.to_dict()),
+                     h.data.get("status") or "open", h.data.get("status_reason")))
             for r in result.references:
                 self.db.execute("INSERT OR REPLACE INTO research_refs VALUES (?, ?, ?)",
                                 (rid, r.id, json.dumps(r.to_dict())))

@@ -29,6 +29,7 @@ from readfirst.errors import ConfigError
 from readfirst.metrics import MetricParseError, parse_metrics
 from readfirst.process import RunningStep, StepResult, run_step, signal_group
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
+from readfirst.research import profile as P
 from readfirst.workspace import Workspace
 
 SLOT = "research"
@@ -258,7 +259,7 @@ class BottleneckSource:
                 diag["profiler"] = tool
                 if not res.ok:
                     notes.append(f"{tool} exited {res.exit_code}: {_last_line(res)}")
-                self._read_profile(tool, data, out_dir, logs, diag)
+                self._read_profile(tool, data, out_dir, logs, diag, workdir)
                 return _output(res, out_file)
             notes.append(f"{tool} run failed ({_failure(res)}): {_last_line(res)}; "
                          "running the benchmark without a profiler")
@@ -292,11 +293,15 @@ class BottleneckSource:
         return None
 
     def _read_profile(self, tool: str, data: Path, out_dir: Path, logs: Path,
-                      diag: dict[str, Any]) -> None:
+                      diag: dict[str, Any], workdir: Path) -> None:
         notes = diag["notes"]
+        stacks: tuple[dict[str, float], float] = ({}, 0.0)
         if tool == "py-spy":
-            top = parse_pyspy_raw(data.read_text(errors="replace"), skip_parent=True)
+            raw = data.read_text(errors="replace")
+            top = parse_pyspy_raw(raw, skip_parent=True)
+            stacks = P.from_stacks(P.pyspy_stacks(raw))
         else:
+            stacks = self._perf_stacks(data, out_dir, logs)
             perf, tab = shlex.quote(str(self.tools["perf"])), shlex.quote("\t")
             res = run_step(f"{perf} report --stdio --no-children --sort dso,symbol -g none "
                            f"-t {tab} -i {shlex.quote(str(data))}", out_dir,
@@ -314,6 +319,22 @@ class BottleneckSource:
             notes.append(f"only {diag['samples']} samples: the profile is rough")
         diag["top_functions"] = top[:TOP_N]
         diag["hotspots"] = hotspot_names(top[:TOP_N])
+        if top:
+            try:
+                P.inclusive_rows(diag, workdir, top, *stacks)
+            except (gitcli.GitError, OSError, ValueError) as e:
+                notes.append(f"no inclusive shares: {e}")
+
+    def _perf_stacks(self, data: Path, out_dir: Path, logs: Path) -> tuple[dict[str, float],
+                                                                           float]:
+        """Inclusive shares from the recorded call stacks, and how many samples had callers."""
+        perf = shlex.quote(str(self.tools["perf"]))
+        res = run_step(f"{perf} script -F ip,sym,dso -i {shlex.quote(str(data))}", out_dir,
+                       logs / "perf-script", TOOL_TIMEOUT)
+        if not res.ok:
+            return {}, 0.0
+        with open(res.stdout_path, errors="replace") as fh:
+            return P.from_stacks((s, 1) for s in P.perf_stacks(fh))
 
     def _metric(self, ctx: ResearchContext, text: str, diag: dict[str, Any]) -> None:
         try:

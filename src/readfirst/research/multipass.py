@@ -26,6 +26,7 @@ from readfirst.research.passes import (
     environment,
     scan_source,
 )
+from readfirst.research.ranking import in_scope
 
 __all__ = ["EFFECT", "MAX_HYPOTHESES", "Env", "MultiPassSource", "Other", "Pass", "buffers_of",
            "chains", "classify", "environment", "hypothesis_for", "scan_file", "scan_source"]
@@ -86,8 +87,9 @@ class MultiPassSource:
 
     def run(self, ctx: ResearchContext) -> Finding:
         started = time.perf_counter()
+        scope = list(ctx.spec.target.scope)  # only sites a candidate may change
         items = [(str(ctx.root), rel) for rel in T.tracked_files(ctx.root)
-                 if not _TESTS.search(rel)]  # tests are not where the time goes
+                 if not _TESTS.search(rel) and in_scope(rel, scope)]  # not tests: no time there
         workers = T.workers_for(ctx.research.get("jobs"))
         results = [hypothesis_for(rel, f, ctx.hotspots)
                    for rel, found in T.parallel_map(scan_file, items, workers) for f in found]

@@ -1,31 +1,36 @@
-"""Research for a target: run it, store it, write the brief; and refresh it from the loop's
-results (failed hypotheses are demoted with the reason, kept ones marked)."""
+"""Research for a target: run it, store it (one version per baseline, the loop's verdicts
+carried over), write the brief; refresh it from the loop's results; and re-run it on the new
+baseline after a landing (the hot spots move once a change is kept)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from readfirst import constants as C
 from readfirst import gitcli
 from readfirst.compare import Target
 from readfirst.config import Spec
 from readfirst.journal import Journal
-from readfirst.research import ResearchContext
+from readfirst.research import Hypothesis, Reference, ResearchContext
 from readfirst.research.brief import (
     ResearchStore,
     hypothesis_from_dict,
     render_brief,
     write_brief,
 )
-from readfirst.research.run import ResearchResult, run_research
+from readfirst.research.run import ResearchResult, hot_functions, run_research
 from readfirst.workspace import Workspace
 
-DEMOTION = 0.5  # a failed hypothesis keeps half its score: still listed, no longer on top
+DEMOTION = C.DEMOTION  # a failed hypothesis keeps half its score: still listed, not on top
+NOT_FAILED = ("inconclusive", "no_change")  # verdicts that say "undecided", not "worse"
 
 
 def research_target(target: Target, spec: Spec, *, offline: bool = False,
-                    only: list[str] | None = None, profile: bool = True) -> ResearchResult:
+                    only: list[str] | None = None, profile: bool = True,
+                    baseline: str | None = None) -> ResearchResult:
     ws = Workspace(target.root)
-    baseline = gitcli.resolve_commit(target.repo, "HEAD")
+    baseline = gitcli.resolve_commit(target.repo, baseline or "HEAD")
     ctx = ResearchContext(repo=target.repo, root=target.root, rel=target.rel, spec=spec,
                           state_dir=ws.state, offline=offline, baseline=baseline)
     from readfirst.research.run import source_names
@@ -35,18 +40,110 @@ def research_target(target: Target, spec: Spec, *, offline: bool = False,
     result = run_research(ctx, only=only, profile=profile)
     brief = ws.state / "research" / "brief.md"
     result.brief = str(brief)
-    write_brief(brief, render_brief(result, str(target.root)))
     journal = Journal(ws.journal_path)
     try:
-        result.research_id = ResearchStore(journal).save(result, offline, baseline)
+        store = ResearchStore(journal)
+        previous = store.latest()
+        if previous is not None:
+            result.changes = carry_over(store, previous, result, baseline)
+        status = {i: status_line(h.data["status"], h.data.get("status_reason"))
+                  for i, h in enumerate(result.hypotheses) if h.data.get("status")}
+        write_brief(brief, render_brief(result, str(target.root), status))
+        result.research_id = store.save(result, offline, baseline)
     finally:
         journal.close()
     return result
 
 
+def research_after_landing(target: Target, spec: Spec, baseline: str) -> ResearchResult | None:
+    """Re-run the research (offline, profiled) when `baseline` moved past the one the latest
+    research studied: the loop calls this after every wave, and it only works after a
+    landing. None when there was no research to refresh or it studied this baseline already;
+    `[research] refresh_on_landing = false` turns it off."""
+    if spec.research.get("refresh_on_landing", True) is False:
+        return None
+    ws = Workspace(target.root)
+    if not ws.journal_path.is_file():
+        return None
+    journal = Journal(ws.journal_path)
+    try:
+        store = ResearchStore(journal)
+        rid = store.latest()
+        row = journal.db.execute("SELECT baseline, sources_json FROM research_runs WHERE id = ?",
+                                 (rid,)).fetchone() if rid is not None else None
+    finally:
+        journal.close()
+    if row is None or row["baseline"] == baseline:
+        return None
+    ran = [s["name"] for s in json.loads(row["sources_json"])]
+    profile = "diagnosis" in ran
+    only = [n for n in ran if n not in ("forks", "arxiv", "semantic_scholar")] or None
+    return research_target(target, spec, offline=True, only=only, profile=profile,
+                           baseline=baseline)
+
+
+def _same(h: Hypothesis, old: dict[str, Any]) -> bool:
+    if h.kind != old["kind"]:
+        return False
+    return h.title == old["title"] or bool(set(h.sources) & set(old.get("sources", [])))
+
+
+def carry_over(store: ResearchStore, previous: int, result: ResearchResult,
+               baseline: str) -> list[str]:
+    """Keep the loop's verdicts of the previous research run on the same hypotheses (demoted
+    the same way), and say what changed since it."""
+    olds = store.hypotheses(previous)
+    row = store.db.execute("SELECT baseline, diagnosis_json FROM research_runs WHERE id = ?",
+                           (previous,)).fetchone()
+    matched: set[int] = set()
+    for h in result.hypotheses:
+        old = next((o for o in olds if o["id"] not in matched and _same(h, o)), None)
+        if old is None:
+            h.data["new"] = True
+            continue
+        matched.add(old["id"])
+        if old["status"] != "open":
+            h.data.update(status=old["status"], status_reason=old["status_reason"])
+            h.score = round(h.score * demotion(old["status"]), 4)
+    result.hypotheses.sort(key=lambda h: (h.data.get("in_profile") is False, -h.score,
+                                          h.kind, h.title))
+    changes = []
+    if row["baseline"] and row["baseline"] != baseline:
+        changes.append(f"baseline {gitcli.short(row['baseline'])} -> {gitcli.short(baseline)}")
+    new = [h.title for h in result.hypotheses if h.data.get("new")]
+    gone = [o["title"] for o in olds if o["id"] not in matched]
+    carried = [h for h in result.hypotheses if h.data.get("status")]
+    changes.append(f"{len(new)} new hypothesis(es)" + (": " + "; ".join(new[:5]) if new else "")
+                   + (f" and {len(new) - 5} more" if len(new) > 5 else ""))
+    changes.append(f"{len(gone)} gone" + (": " + "; ".join(gone[:5]) if gone else ""))
+    changes.append(f"{len(carried)} keep the loop's verdict from the previous research")
+    before = hot_functions({"diagnosis": json.loads(row["diagnosis_json"] or "null")}, 5)
+    after = hot_functions(result, 5)
+    if before and after and [f for f, _ in before] != [f for f, _ in after]:
+        changes.append("the profile moved: was " + ", ".join(f"{f} {s:.1f} %" for f, s in before)
+                       + "; now " + ", ".join(f"{f} {s:.1f} %" for f, s in after))
+    for h in result.hypotheses:
+        h.data.pop("new", None)
+    return changes
+
+
+def demotion(status: str) -> float:
+    if status in ("open", "kept"):
+        return 1.0
+    return C.DEMOTION_BY_VERDICT.get(status, C.DEMOTION)
+
+
+def status_line(status: str, reason: str | None) -> str:
+    if status in NOT_FAILED:
+        return f"{status} (not failed): {reason}"
+    return f"{status}: {reason}"
+
+
 def refresh_from_experiments(ws: Workspace, journal: Journal, target: str,
                              experiments: list[dict[str, Any]]) -> int:
-    """Demote hypotheses whose candidates failed, mark the kept ones, rewrite the brief.
+    """Mark hypotheses with the verdict of the experiments that tried them (kept, or the
+    verdict: inconclusive, no_change, regressed, checks_failed, ...), demote the ones that
+    did not win, rewrite the brief.
 
     A hypothesis matches an experiment when they share a source id (a fork commit, a patch
     file) or the same title. Returns how many hypotheses changed.
@@ -67,10 +164,11 @@ def refresh_from_experiments(ws: Workspace, journal: Journal, target: str,
                 store.set_status(h["id"], "kept", f"kept in experiment #{e['seq']}", h["score"])
                 changed += 1
             elif e["outcome"] == "discarded" and h["status"] == "open":
-                why = f"tried in experiment #{e['seq']}: {e['verdict'] or e['status']}"
+                verdict = e["verdict"] or e["status"] or "failed"
+                why = f"tried in experiment #{e['seq']}"
                 if e["reason"]:
                     why += f" ({e['reason'][:160]})"
-                store.set_status(h["id"], "failed", why, round(h["score"] * DEMOTION, 4))
+                store.set_status(h["id"], verdict, why, round(h["score"] * demotion(verdict), 4))
                 changed += 1
     if changed:
         _rewrite_brief(ws, journal, store, rid, target)
@@ -79,12 +177,9 @@ def refresh_from_experiments(ws: Workspace, journal: Journal, target: str,
 
 def _rewrite_brief(ws: Workspace, journal: Journal, store: ResearchStore, rid: int,
                    target: str) -> None:
-    import json
-
     row = journal.db.execute("SELECT * FROM research_runs WHERE id = ?", (rid,)).fetchone()
-    hyps = sorted(store.hypotheses(rid), key=lambda h: (-h["score"], h["kind"], h["title"]))
-    from readfirst.research import Reference
-
+    hyps = sorted(store.hypotheses(rid), key=lambda h: (
+        h.get("data", {}).get("in_profile") is False, -h["score"], h["kind"], h["title"]))
     refs = [Reference(**json.loads(r["ref_json"])) for r in journal.db.execute(
         "SELECT ref_json FROM research_refs WHERE research_id = ?", (rid,)).fetchall()]
     result = ResearchResult(
@@ -93,7 +188,8 @@ def _rewrite_brief(ws: Workspace, journal: Journal, store: ResearchStore, rid: i
         references=refs,
         notes=json.loads(row["notes_json"]),
         sources=json.loads(row["sources_json"]),
+        changes=json.loads(row["changes_json"] or "[]"),
     )
-    status = {i: f"{h['status']}: {h['status_reason']}" for i, h in enumerate(hyps)
+    status = {i: status_line(h["status"], h["status_reason"]) for i, h in enumerate(hyps)
               if h["status"] != "open"}
     write_brief(ws.state / "research" / "brief.md", render_brief(result, target, status))

@@ -16,8 +16,18 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from readfirst import constants as C
 from readfirst.errors import ConfigError
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Source
+from readfirst.research.queries import query_keywords
+from readfirst.research.ranking import (
+    Profile,
+    apply_scope,
+    merge_by_site,
+    reconcile,
+    sort_key,
+    weigh_by_profile,
+)
 
 ENTRY_POINT_GROUP = "readfirst.research_sources"
 # name -> "module:Class", in the order they run
@@ -33,6 +43,8 @@ BUILTIN_SOURCES: dict[str, str] = {
 }
 # Kinds whose lever is fewer passes over memory: boosted when the diagnosis says memory-bound.
 MEMORY_LEVERS = ("multi-pass", "fusion", "backend-gap", "port-commit")
+PAPER_SOURCES = ("arxiv", "semantic_scholar", "papers_dir")
+MAX_SCORE = 2.5
 _STOPWORD_TEXT = """the a an and or of to in for on with is are be this that it as by from at into
 its your you we our can will use used using not no all any more most than then there these
 those which when where how what also has have had was were been via per each such other"""
@@ -48,6 +60,7 @@ class ResearchResult:
     sources: list[dict[str, Any]] = field(default_factory=list)
     brief: str | None = None
     research_id: int | None = None
+    changes: list[str] = field(default_factory=list)  # since the previous research run
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +71,7 @@ class ResearchResult:
             "notes": self.notes,
             "sources": self.sources,
             "brief": self.brief,
+            "changes": self.changes,
         }
 
 
@@ -84,7 +98,8 @@ def source_names(ctx: ResearchContext, only: list[str] | None, profile: bool) ->
 
 
 def readme_keywords(root: Path, limit: int = 8) -> list[str]:
-    """The README's most frequent content words: what the project is about."""
+    """The README's most frequent content words (kept for callers; paper queries no longer
+    use them: words like "build" or "autoresearch" say nothing about the algorithm)."""
     for name in ("README.md", "README.rst", "README.txt", "README"):
         path = root / name
         if path.is_file():
@@ -100,12 +115,16 @@ def run_research(ctx: ResearchContext, *, only: list[str] | None = None,
     topics = ctx.research.get("topics", [])
     if not isinstance(topics, list):
         raise ConfigError("[research] topics: expected a list of strings")
-    metric = [ctx.spec.metric.name] if ctx.spec.metric.name else []
-    ctx.keywords = list(dict.fromkeys([*map(str, topics), *metric, *readme_keywords(ctx.root)]))
+    ctx.keywords = []
     findings: list[Finding] = []
     diagnosis: dict[str, Any] | None = None
+    scope = list(ctx.spec.target.scope)
+    queried = False
     for name in names:
         source = load_source(name)
+        if name in PAPER_SOURCES and not queried:  # queries from what the code analysis found
+            ctx.keywords = query_keywords(ctx, findings, diagnosis, scope)
+            queried = True
         started = time.perf_counter()
         finding = _run_guarded(source, ctx)  # network sources honour ctx.offline themselves
         finding.seconds = time.perf_counter() - started
@@ -114,13 +133,26 @@ def run_research(ctx: ResearchContext, *, only: list[str] | None = None,
             diagnosis = finding.diagnosis
             ctx.hotspots = list(diagnosis.get("hotspots", []))
     _merge_duplicate_papers(findings)
-    hypotheses = rank_hypotheses(findings, diagnosis, ctx.hotspots)
+    scope_notes = apply_scope(findings, scope)
+    hypotheses = rank_hypotheses(findings, diagnosis, ctx.hotspots, root=ctx.root)
     references = _references(findings, hypotheses)
-    notes = [n for f in findings for n in f.notes]
+    notes = [n for f in findings for n in f.notes] + scope_notes
     sources = [{"name": f.source, "seconds": round(f.seconds, 3),
                 "hypotheses": len(f.hypotheses), "references": len(f.references),
                 "notes": f.notes} for f in findings]
     return ResearchResult(diagnosis, hypotheses, references, notes, sources)
+
+
+def hot_functions(result: ResearchResult | dict[str, Any], n: int = 15,
+                  ) -> list[tuple[str, float]]:
+    """The profile's hottest functions with their inclusive share of samples (percent, through
+    callees; self shares when the profile has no call stacks), hottest first. Takes a
+    ResearchResult or its `to_dict()`."""
+    diag = result.diagnosis if isinstance(result, ResearchResult) else result.get("diagnosis")
+    rows = (diag or {}).get("inclusive") or (diag or {}).get("top_functions") or []
+    out = [(str(r["function"]), float(r["share"])) for r in rows
+           if not str(r["function"]).startswith(("[", "<"))]
+    return out[:n]
 
 
 def _merge_duplicate_papers(findings: list[Finding]) -> None:
@@ -149,13 +181,15 @@ def _run_guarded(source: Source, ctx: ResearchContext) -> Finding:
 
 
 def rank_hypotheses(findings: list[Finding], diagnosis: dict[str, Any] | None,
-                    hotspots: list[str]) -> list[Hypothesis]:
+                    hotspots: list[str], root: Path | None = None) -> list[Hypothesis]:
     """Deterministic ranking without an LLM.
 
-    Start from each source's own score; merge duplicates (same kind and title) and give
-    +0.05 per extra corroborating source; +0.1 when a site is in one of the five hottest
-    functions; +0.1 for memory levers when the diagnosis says memory-bound. Ties break on
-    kind, then title.
+    Start from each source's own score; merge duplicates (same kind and title), +0.05 per
+    extra corroborating source. With an inclusive profile (and `root` to find the function
+    around a site): + the share of samples in the hypothesis's functions, and sites the
+    benchmark never runs last; without one, +0.1 when a site is in one of the five hottest
+    functions. +0.1 for memory levers when the diagnosis says memory-bound. Then one row per
+    site, advice reconciled with the diagnosis. Ties break on kind, then title.
     """
     merged: dict[tuple[str, str], Hypothesis] = {}
     for f in findings:
@@ -169,17 +203,27 @@ def rank_hypotheses(findings: list[Finding], diagnosis: dict[str, Any] | None,
             m = merged[key]
             m.sources = list(dict.fromkeys([*m.sources, *h.sources]))
             m.sites = list(dict.fromkeys([*m.sites, *h.sites]))
-            m.score = max(m.score, h.score) + 0.05
-    hot = set(hotspots[:5])
+            m.score = max(m.score, h.score) + C.CORROBORATION_BOOST
+    profile = Profile(diagnosis)
     memory_bound = bool(diagnosis and str(diagnosis.get("conclusion", "")).startswith("memory"))
-    for h in merged.values():
-        if hot and any(s.function in hot for s in h.sites):
-            h.score += 0.1
-            h.rationale += " (touches a hot function)"
+    hyps = list(merged.values())
+    if profile.available and root is not None:
+        weigh_by_profile(hyps, profile, root)
+    else:
+        hot = set(hotspots[:5])
+        for h in hyps:
+            if hot and any(s.function in hot for s in h.sites):
+                h.score += C.HOT_BOOST
+                h.rationale += " (touches a hot function)"
+    for h in hyps:
         if memory_bound and h.kind in MEMORY_LEVERS:
-            h.score += 0.1
-        h.score = round(min(h.score, 1.5), 4)
-    return sorted(merged.values(), key=lambda h: (-h.score, h.kind, h.title))
+            h.score += C.MEMORY_LEVER_BOOST
+        h.score = round(min(h.score, MAX_SCORE), 4)
+        reconcile(h, diagnosis)
+    rows = merge_by_site(sorted(hyps, key=sort_key))
+    for h in rows:
+        h.score = round(min(h.score, MAX_SCORE), 4)
+    return sorted(rows, key=sort_key)
 
 
 def _references(findings: list[Finding], hypotheses: list[Hypothesis]) -> list[Reference]:
