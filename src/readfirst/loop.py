@@ -26,7 +26,7 @@ from readfirst.executors import Job, JobResult, make_executor
 from readfirst.journal import Journal
 from readfirst.loop_journal import FINAL_STATUSES, LoopLog
 from readfirst.proposers import BudgetExceeded, ProposerContext, get_proposer
-from readfirst.research.orchestrate import refresh_from_experiments
+from readfirst.research.orchestrate import refresh_from_experiments, research_after_landing
 from readfirst.workspace import Workspace
 
 Say = Callable[[str], None]
@@ -414,6 +414,7 @@ def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bo
                                                log.summary(loop_id)["experiments"])
             if updated:
                 say(f"research: {updated} hypothesis(es) updated from wave {wave_no}")
+            research_after_landing(target, spec, baseline)  # re-profiled once a change landed
             wave_no += 1
     except KeyboardInterrupt:
         executor.close()
