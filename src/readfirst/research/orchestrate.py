@@ -77,7 +77,7 @@ def research_after_landing(target: Target, spec: Spec, baseline: str) -> Researc
         return None
     ran = [s["name"] for s in json.loads(row["sources_json"])]
     profile = "diagnosis" in ran
-    only = [n for n in ran if n not in ("forks", "arxiv", "semantic_scholar")] or None
+    only = ran or None  # the same sources, offline: caches and local sources only
     return research_target(target, spec, offline=True, only=only, profile=profile,
                            baseline=baseline)
 
@@ -105,13 +105,14 @@ def carry_over(store: ResearchStore, previous: int, result: ResearchResult,
         if old["status"] != "open":
             h.data.update(status=old["status"], status_reason=old["status_reason"])
             h.score = round(h.score * demotion(old["status"]), 4)
+    _keep_history(store, previous, olds, matched, result)
     result.hypotheses.sort(key=lambda h: (h.data.get("in_profile") is False, -h.score,
                                           h.kind, h.title))
     changes = []
     if row["baseline"] and row["baseline"] != baseline:
         changes.append(f"baseline {gitcli.short(row['baseline'])} -> {gitcli.short(baseline)}")
     new = [h.title for h in result.hypotheses if h.data.get("new")]
-    gone = [o["title"] for o in olds if o["id"] not in matched]
+    gone = [o["title"] for o in olds if o["id"] not in matched and o["status"] == "open"]
     carried = [h for h in result.hypotheses if h.data.get("status")]
     changes.append(f"{len(new)} new hypothesis(es)" + (": " + "; ".join(new[:5]) if new else "")
                    + (f" and {len(new) - 5} more" if len(new) > 5 else ""))
@@ -125,6 +126,25 @@ def carry_over(store: ResearchStore, previous: int, result: ResearchResult,
     for h in result.hypotheses:
         h.data.pop("new", None)
     return changes
+
+
+def _keep_history(store: ResearchStore, previous: int, olds: list[dict[str, Any]],
+                  matched: set[int], result: ResearchResult) -> None:
+    """Hypotheses the loop already tried stay listed with their verdict even when the new
+    baseline no longer shows them (a kept fork commit is no longer divergent)."""
+    refs = {r["ref_id"]: r["ref_json"] for r in store.db.execute(
+        "SELECT ref_id, ref_json FROM research_refs WHERE research_id = ?", (previous,))}
+    have = {r.id for r in result.references}
+    for old in olds:
+        if old["id"] in matched or old["status"] == "open":
+            continue
+        h = hypothesis_from_dict(old)
+        h.data.update(status=old["status"], status_reason=old["status_reason"])
+        result.hypotheses.append(h)
+        for ref_id in h.sources:
+            if ref_id not in have and ref_id in refs:
+                result.references.append(Reference(**json.loads(refs[ref_id])))
+                have.add(ref_id)
 
 
 def demotion(status: str) -> float:

@@ -14,81 +14,40 @@ import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
+from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site, conventions
 from readfirst.research import treesit as T
+from readfirst.research.conventions import Conventions, Family, families, pick_target
+from readfirst.research.ranking import in_scope
 
-BACKENDS = ("cpu", "cuda", "metal", "vulkan", "opencl", "sycl", "cann", "musa", "hip", "rpc",
-            "blas")
-VARIANTS = ("avx2", "avx512", "avx", "neon", "sse", "sse2", "sse41", "sse42", "sve", "rvv",
-            "wasm", "vsx", "scalar", "generic", "ref")
-FALLBACKS = ("generic", "scalar", "ref")
-_DIR = re.compile(rf"^(?:(?P<prefix>.+?)[-_])?(?P<backend>{'|'.join(BACKENDS)})$", re.I)
-_FILE = re.compile(rf"^(?P<stem>.+)_(?P<variant>{'|'.join(VARIANTS)})$", re.I)
-_OP = re.compile(r"\b(?:[A-Z][A-Z0-9_]*_OP_[A-Z0-9_]+|OP_[A-Z0-9_]+)\b")
+__all__ = ["Family", "SiblingBackendsSource", "families", "pick_target", "scan_file", "short"]
+
 _FUSE = re.compile(r"fuse|fusion", re.I)
 _ARRAY_SET = re.compile(r"\[\s*\w*\s*\]\s*=[^=]|=\s*\{")
-_UNSUPPORTED = re.compile(r"^(return\s+(false|0|NULL|nullptr)\s*;|GGML_ABORT\b|abort\s*\()")
-_DISPATCH = ("graph_compute", "compute_forward", "forward", "compute", "dispatch", "exec", "eval")
 FUSION_SCORE, MISSING_SCORE, MAX_MISSING = 0.8, 0.5, 30
 WINDOW = 8  # lines above a fuse call searched for `ops[k] = GGML_OP_X` when its args name none
 CALLS = "(call_expression function: (_) @f) @c"
 SWITCHES = "(switch_statement) @s"
 CONDITIONS = "(if_statement condition: (_) @c) (return_statement) @c (initializer_list) @c"
+VARIANTS = tuple(sorted(conventions.load({}).variants))
+_CONV: Conventions = conventions.load({})  # set by the source before the (forked) scan
 
 
-@dataclass
-class Family:
-    kind: str  # dir | files
-    where: str  # the parent directory (dir families) or dir/stem (file families)
-    members: dict[str, list[str]] = field(default_factory=dict)  # member -> files
-    roots: dict[str, str] = field(default_factory=dict)  # member -> its directory
+@cache
+def _literal(pattern: str) -> str:
+    return conventions.literal_of(pattern)
+
+
+def _op() -> re.Pattern[str]:
+    return _CONV.op_constant or re.compile(r"(?!x)x")
 
 
 def short(const: str) -> str:
     """GGML_OP_RMS_NORM -> RMS_NORM."""
     return const.split("_OP_", 1)[1] if "_OP_" in const else const.removeprefix("OP_")
-
-
-def families(files: list[str]) -> list[Family]:
-    """Sibling families among the tracked files (paths relative to the root)."""
-    dirs: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
-    stems: dict[str, Family] = {}
-    for rel in files:
-        p = PurePosixPath(rel)
-        for d in p.parents:
-            if d.name and d.parent.name == "backends":
-                dirs[(str(d.parent), "backends/")][d.name] = str(d)
-            m = _DIR.match(d.name) if d.name else None
-            if m:
-                prefix = (m["prefix"] or "").lower()
-                dirs[(str(d.parent), prefix)][m["backend"].lower()] = str(d)
-        m = _FILE.match(p.stem)
-        if m:
-            key = f"{p.parent}/{m['stem']}{p.suffix}"
-            fam = stems.setdefault(key, Family("files", key.removeprefix("./")))
-            fam.members.setdefault(m["variant"].lower(), []).append(rel)
-    out = []
-    for (parent, _prefix), members in sorted(dirs.items()):
-        fam = Family("dir", parent)
-        for name, d in sorted(members.items()):
-            inside = [f for f in files if f.startswith(d + "/") and T.language_of(f) != "python"]
-            if inside:
-                fam.members[name], fam.roots[name] = inside, d
-        if len(fam.members) >= 2:
-            out.append(fam)
-    return out + [f for f in stems.values() if len(f.members) >= 2]
-
-
-def pick_target(members: list[str], wanted: object) -> str | None:
-    """`[research] backend` when it names a member, else cpu, else generic/scalar/ref."""
-    if isinstance(wanted, str) and wanted.lower() in members:
-        return wanted.lower()
-    if "cpu" in members:
-        return "cpu"
-    return next((m for m in members if m in FALLBACKS), None)
 
 
 # ---- per-file scan (runs in worker processes) -------------------------------------------
@@ -103,10 +62,10 @@ def _ops_of_args(args: str) -> list[str]:
     """Op constants of the first `{...}` list naming any (the op list of a can_fuse call);
     the whole argument text when there are no braces."""
     for group in re.findall(r"\{[^{}]*\}", args):
-        ops = _OP.findall(group)
+        ops = _op().findall(group)
         if ops:
             return ops
-    return [] if "{" in args else _OP.findall(args)
+    return [] if "{" in args else _op().findall(args)
 
 
 def _fusions(tree: Any, lang: str, lines: list[str]) -> list[tuple[Any, ...]]:
@@ -114,23 +73,24 @@ def _fusions(tree: Any, lang: str, lines: list[str]) -> list[tuple[Any, ...]]:
     caps = T.captures(lang, CALLS, tree.root_node)
     for call in caps.get("c", []):
         name = T.text(call.child_by_field_name("function"))
-        if not _FUSE.search(name):
+        if not _CONV.fusion.search(name):
             continue
         ops, ln = _ops_of_args(T.text(call.child_by_field_name("arguments"))), T.line(call)
         fn = T.enclosing_function(call)
         if len(ops) < 2 and fn is not None:  # ops[0] = GGML_OP_X; ... can_fuse(g, i, ops, 2)
             lo = max(T.line(fn), ln - WINDOW)
-            ops = [o for s in lines[lo - 1:ln - 1] if _ARRAY_SET.search(s) for o in _OP.findall(s)]
+            ops = [o for s in lines[lo - 1:ln - 1] if _ARRAY_SET.search(s)
+                   for o in _op().findall(s)]
         if len(ops) >= 2:
             found[(tuple(ops), ln)] = (tuple(ops), ln, _fn_name(call), lines[ln - 1].strip())
     for fn in T.functions(tree.root_node, lang):
         name = T.function_name(fn) or ""
         body = fn.child_by_field_name("body")
-        if not _FUSE.search(name) or body is None:
+        if not _CONV.fusion.search(name) or body is None:
             continue
         for node in T.captures(lang, CONDITIONS, body).get("c", []):
             s = T.text(node)
-            ops = _OP.findall(s)
+            ops = _op().findall(s)
             if len(ops) >= 2 and "||" not in s:
                 ln = T.line(node)
                 found.setdefault((tuple(ops), ln),
@@ -152,11 +112,12 @@ def _cases(tree: Any, lang: str) -> list[tuple[Any, ...]]:
             if case.type != "case_statement":
                 continue
             value = case.child_by_field_name("value")
-            if value is not None and _OP.fullmatch(T.text(value)):
+            if value is not None and _op().fullmatch(T.text(value)):
                 pending.append((T.text(value), T.line(case)))
             stmts = [c for c in case.named_children if c != value and c.type != "comment"]
             if stmts:
-                dead = len(stmts) == 1 and bool(_UNSUPPORTED.match(T.text(stmts[0])))
+                dead = len(stmts) == 1 and any(u.match(T.text(stmts[0]))
+                                               for u in _CONV.unsupported)
                 labels += [(c, ln, not dead) for c, ln in pending]
                 pending = []
         labels += [(c, ln, True) for c, ln in pending]
@@ -179,11 +140,22 @@ def _functions(tree: Any, lang: str) -> list[tuple[str, int, bool]]:
 def scan_file(item: tuple[str, str, bool]) -> tuple[str, dict[str, list[Any]]]:
     """Worker entry point: fusion checks, op case labels and (for file families) functions."""
     root, rel, want_functions = item
-    out: dict[str, list[Any]] = {"fusions": [], "cases": [], "functions": []}
+    out: dict[str, list[Any]] = {"fusions": [], "cases": [], "functions": [],
+                                 "registered": []}
     src, lang = T.read_source(Path(root), rel), T.language_of(rel)
     if src is None or lang is None:
         return rel, out
-    fus, case = re.search(rb"fus", src, re.I) is not None, b"case" in src
+    if _CONV.registration:
+        text = src.decode("utf-8", "replace")
+        for rx in _CONV.registration:
+            if _literal(rx.pattern) not in text:
+                continue
+            for m in rx.finditer(text):
+                out["registered"].append((m[1], text.count("\n", 0, m.start()) + 1))
+    fus = re.search(rb"fus", src, re.I) is not None and _op().search(
+        src.decode("utf-8", "replace")) is not None
+    lits = _CONV.op_literals
+    case = b"case" in src and (not all(lits) or any(x.encode() in src for x in lits))
     if not (fus or case or want_functions):
         return rel, out
     tree = T.parse(src, lang)
@@ -211,8 +183,8 @@ def _normalize(name: str) -> str:
 
 
 def _dispatch_rank(fn: str | None) -> int:
-    low = (fn or "").lower()
-    return next((i for i, k in enumerate(_DISPATCH) if k in low), len(_DISPATCH))
+    low, hints = (fn or "").lower(), _CONV.dispatch
+    return next((i for i, k in enumerate(hints) if k in low), len(hints))
 
 
 @dataclass
@@ -222,12 +194,18 @@ class _Member:
     handled: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
     cases: list[tuple[str, str, int, str | None, int, int]] = field(default_factory=list)
     kernels: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
+    registered: dict[str, list[tuple[str, int]]] = field(
+        default_factory=lambda: defaultdict(list))
+    stems: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
 
 
-def _member(files: list[str], scans: dict[str, dict[str, list[Any]]]) -> _Member:
+def _member(name: str, files: list[str], scans: dict[str, dict[str, list[Any]]]) -> _Member:
     m = _Member()
     for rel in files:
+        m.stems[conventions.normalized_stem(rel, name, _CONV)].append((rel, 1))
         scan = scans.get(rel, {})
+        for key, ln in scan.get("registered", []):
+            m.registered[key].append((rel, ln))
         for ops, ln, fn, line in scan.get("fusions", []):
             m.fusions[tuple(ops)].append((rel, ln, fn, line))
         for const, ln, fn, sw_line, size, ok in scan.get("cases", []):
@@ -292,15 +270,31 @@ def _fusion_gaps(fam: Family, target: str, ms: dict[str, _Member],
         finding.references.extend(refs)
 
 
-def _missing(fam: Family, target: str, ms: dict[str, _Member], finding: Finding) -> None:
-    if fam.kind == "dir":  # only enums the target switches over (not e.g. VK_..._OP_...)
-        sets = {n: m.handled for n, m in ms.items()}
-        prefixes = {c.rsplit("OP_", 1)[0] for c, *_ in ms[target].cases}
-    else:
+def _key_sets(fam: Family, target: str, ms: dict[str, _Member]
+              ) -> tuple[dict[str, dict[str, list[tuple[str, int]]]], list[str], str]:
+    """What each member has, as comparable keys, and which keys to compare: handled op-enum
+    cases (only enums the target switches over, not e.g. VK_..._OP_...), registered stubs
+    or kernel ids (when the target registers any), else kernel files (directories) or
+    kernel functions (file families). Also the verb for the rationale."""
+    if fam.kind != "dir":
         sets = {n: m.kernels for n, m in ms.items()}
-        prefixes = set()
-    names = sorted({k for n, s in sets.items() if n != target for k in s
-                    if fam.kind != "dir" or k.rsplit("OP_", 1)[0] in prefixes})
+        return sets, sorted({k for n, s in sets.items() if n != target for k in s}), "defines"
+    prefixes = {c.rsplit("OP_", 1)[0] for c, *_ in ms[target].cases}
+    sets = {n: {**m.handled, **m.registered} for n, m in ms.items()}
+    keys = {k for n, m in ms.items() if n != target for k in m.handled
+            if k.rsplit("OP_", 1)[0] in prefixes}
+    if ms[target].registered:
+        keys |= {k for n, m in ms.items() if n != target for k in m.registered}
+    if keys:
+        return sets, sorted(keys), "handles"
+    if any(m.handled or m.registered for m in ms.values()):
+        return sets, [], "handles"
+    sets = {n: m.stems for n, m in ms.items()}
+    return sets, sorted({k for n, s in sets.items() if n != target for k in s if k}), "has"
+
+
+def _missing(fam: Family, target: str, ms: dict[str, _Member], finding: Finding) -> None:
+    sets, names, what = _key_sets(fam, target, ms)
     gaps = []
     for k in names:
         sibs = sorted(n for n, s in sets.items() if n != target and k in s)
@@ -310,7 +304,7 @@ def _missing(fam: Family, target: str, ms: dict[str, _Member], finding: Finding)
         finding.notes.append(f"siblings: {fam.where}: {len(gaps)} ops/kernels missing in "
                              f"{target}; kept the first {MAX_MISSING}")
     for k, sibs in gaps[:MAX_MISSING]:
-        label = short(k) if fam.kind == "dir" else k
+        label = short(k) if what == "handles" else k
         locs = {s: [f"{rel}:{ln}" for rel, ln in sets[s][k][:2]] for s in sibs}
         site = _target_site(fam, target, ms[target], None)
         refs = [Reference(i, "code", f"{s}: {label}") for s in sibs for i in locs[s]]
@@ -339,7 +333,10 @@ class SiblingBackendsSource:
     def run(self, ctx: ResearchContext) -> Finding:
         started = time.perf_counter()
         finding = Finding(self.name)
-        fams = families(T.tracked_files(ctx.root, ("c", "cpp")))
+        global _CONV
+        _CONV = conventions.load(ctx.research)  # inherited by the forked scanners
+        scope = list(ctx.spec.target.scope)
+        fams = families(T.tracked_files(ctx.root, ("c", "cpp")), _CONV)
         wanted: dict[str, bool] = {}
         for fam in fams:
             for files in fam.members.values():
@@ -349,12 +346,17 @@ class SiblingBackendsSource:
         workers = T.workers_for(ctx.research.get("jobs"))
         scans = dict(T.parallel_map(scan_file, items, workers, min_items=200))
         for fam in fams:
-            target = pick_target(list(fam.members), ctx.research.get("backend"))
+            inside = [n for n, fs in fam.members.items() if any(in_scope(f, scope) for f in fs)]
+            if not inside:
+                continue  # nothing of this family may change: its gaps are not sites
+            target = pick_target(list(fam.members), _CONV.target,
+                                 inside if scope else None, _CONV.fallbacks)
             if target is None:
                 finding.notes.append(f"siblings: {fam.where}: no target among "
-                                     f"{', '.join(fam.members)} (set [research] backend)")
+                                     f"{', '.join(fam.members)} (set [research.siblings] "
+                                     "target)")
                 continue
-            ms = {n: _member(files, scans) for n, files in fam.members.items()}
+            ms = {n: _member(n, files, scans) for n, files in fam.members.items()}
             _fusion_gaps(fam, target, ms, finding)
             _missing(fam, target, ms, finding)
         if not fams:
