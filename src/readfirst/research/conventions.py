@@ -202,8 +202,8 @@ def families(files: list[str], conv: Conventions | None = None) -> list[Family]:
         named = {k: _member_name(k, conv) for k in kids}
         members = {named[k] or k.lower(): k for k in kids
                    if forced or named[k] or parent.endswith("backends")}
-        if len(members) < 2:
-            members = _learned(parent, kids, conv) or members
+        members.update({n: k for n, k in _learned(parent, kids, conv).items()
+                        if k not in members.values()})
         if len(members) >= 2:
             fam = Family("dir", parent)
             for name, k in sorted(members.items()):
@@ -230,11 +230,13 @@ def _learned(parent: str, kids: dict[str, list[str]], conv: Conventions) -> dict
 
 
 def _file_families(code: list[str], conv: Conventions) -> list[Family]:
-    """`<stem>_<variant>.<ext>` files in one directory; variants known or learned there."""
+    """Per directory, files `<stem>_<variant>.<ext>` whose variant is a known ISA or a suffix
+    that directory uses on MIN_SUFFIX_STEMS stems: one family, the variants its members,
+    when at least one stem comes in two variants."""
     by_dir: dict[str, list[str]] = defaultdict(list)
     for rel in code:
         by_dir[str(PurePosixPath(rel).parent)].append(rel)
-    out: dict[str, Family] = {}
+    out: list[Family] = []
     for d, rels in sorted(by_dir.items()):
         suffix_stems: dict[str, set[str]] = defaultdict(set)
         for rel in rels:
@@ -243,16 +245,16 @@ def _file_families(code: list[str], conv: Conventions) -> list[Family]:
                 suffix_stems[toks[-1]].add("_".join(toks[:-1]))
         learned = {s for s, st in suffix_stems.items() if len(st) >= MIN_SUFFIX_STEMS
                    and not s.isdigit() and len(s) > 2}
+        fam = Family("files", d.removeprefix("./") if d != "." else ".")
+        stems: dict[str, set[str]] = defaultdict(set)
         for rel in rels:
-            p = PurePosixPath(rel)
-            toks = _tokens(p.stem)
-            if len(toks) < 2 or not (toks[-1] in conv.variants or toks[-1] in learned):
-                continue
-            key = f"{d}/{'_'.join(toks[:-1])}{p.suffix}".removeprefix("./")
-            fam = out.setdefault(key, Family("files", key))
-            fam.members.setdefault(toks[-1], []).append(rel)
-    return [f for f in out.values() if len(f.members) >= 2 and not (
-        len(f.members) > 8 and all(len(v) == 1 for v in f.members.values()))]
+            toks = _tokens(PurePosixPath(rel).stem)
+            if len(toks) >= 2 and (toks[-1] in conv.variants or toks[-1] in learned):
+                fam.members.setdefault(toks[-1], []).append(rel)
+                stems["_".join(toks[:-1])].add(toks[-1])
+        if len(fam.members) >= 2 and any(len(v) >= 2 for v in stems.values()):
+            out.append(fam)
+    return out
 
 
 def pick_target(members: list[str], wanted: object, in_scope: list[str] | None = None,

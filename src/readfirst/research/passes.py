@@ -19,6 +19,7 @@ from typing import Any
 import tree_sitter as ts
 
 from readfirst.research import treesit as T
+from readfirst.research.wrappers import find_wrappers
 
 CANDIDATES = {
     "c": "(for_statement) @s (expression_statement) @s (declaration) @s",
@@ -99,6 +100,7 @@ class Env:
     ptrs: set[str] = field(default_factory=set)
     scalars: set[str] = field(default_factory=set)
     since: dict[str, int] = field(default_factory=dict)  # Python: first line of the evidence
+    wrappers: dict[str, Any] = field(default_factory=dict)  # name -> wrappers.Wrapper
 
     def array(self, name: str, line: int) -> bool:
         return name in self.ptrs and self.since.get(name, 0) <= line
@@ -379,6 +381,11 @@ def _c_call(call: ts.Node, st: ts.Node, env: Env) -> Pass | None:
         return Pass(kind, frozenset(writes), frozenset(reads), T.line(st), T.end_line(st),
                     T.compact(call), bound)
 
+    w = env.wrappers.get(last)
+    if w is not None and max((*w.writes, *w.reads, w.bound or 0), default=0) < len(args) \
+            and all(bases[i] for i in (*w.writes, *w.reads)):  # through a simple wrapper
+        n = T.squash(T.text(args[w.bound])) if w.bound is not None else None
+        return mk(w.kind, {bases[i] for i in w.writes}, {bases[i] for i in w.reads}, n)
     m = _GGML.match(last)
     if last in ("memcpy", "memmove") and len(args) == 3 and bases[0] and bases[1]:
         return mk("copy", {bases[0]}, {bases[1]})
@@ -681,12 +688,14 @@ def scan_source(src: bytes, lang: str) -> list[dict[str, Any]]:
                 blocks.setdefault(block.id, (block, set()))[1].add(unit.id)
     found: list[dict[str, Any]] = []
     envs: dict[int, Env] = {}
+    wrappers = find_wrappers(tree.root_node, lang) if blocks else {}
     lines = src.decode("utf-8", "replace").splitlines()
     for block, units in blocks.values():
         fn = T.enclosing_function(block) if len(units) >= 2 else None
         if fn is None:
             continue
         env = envs.get(fn.id) or envs.setdefault(fn.id, environment(fn, lang))
+        env.wrappers = wrappers
         items: list[Pass | Other] = []
         for st in T.statements(block):
             if not _is_debug(st):

@@ -277,7 +277,7 @@ def _key_sets(fam: Family, target: str, ms: dict[str, _Member]
     or kernel ids (when the target registers any), else kernel files (directories) or
     kernel functions (file families). Also the verb for the rationale."""
     if fam.kind != "dir":
-        sets = {n: m.kernels for n, m in ms.items()}
+        sets = {n: {**m.stems, **m.kernels} for n, m in ms.items()}
         return sets, sorted({k for n, s in sets.items() if n != target for k in s}), "defines"
     prefixes = {c.rsplit("OP_", 1)[0] for c, *_ in ms[target].cases}
     sets = {n: {**m.handled, **m.registered} for n, m in ms.items()}
