@@ -13,6 +13,7 @@ from typing import Any
 
 from readfirst import constants as C
 from readfirst import gitcli
+from readfirst.buildreuse import base_build, seed_candidate
 from readfirst.config import Spec
 from readfirst.errors import BaseFailedError, ConfigError
 from readfirst.guards import check_changes, protected_blobs
@@ -159,7 +160,7 @@ def _compare_run(
         runner = Runner(spec, journal, run_id, run_dir, [b, c],
                         protected_blobs(target.repo, base[1], protected))
         try:
-            result = _measure(runner, spec, b, c, progress, cpu_sets)
+            result = _measure(runner, spec, b, c, progress, cpu_sets, reuse=not clean_cand)
         except Tampering as t:
             result = early_verdict("refused", str(t), metric, ["tampering"], files=t.files)
         except StepFailed as f:
@@ -183,10 +184,14 @@ def _measure(
     c: Side,
     progress: Progress,
     cpu_sets: tuple[set[int], set[int]] | None,
+    reuse: bool = True,
 ) -> dict[str, Any]:
     cfg = spec.compare
     progress(f"building base {b.rev}", None, None)
-    runner.build(b)
+    with base_build(b.checkout, b.commit):  # once per baseline: a fresh slot copies a built one
+        runner.build(b)
+    if reuse and spec.target.build and seed_candidate(b.checkout, c.checkout, b.commit):
+        progress("candidate starts from the base's build outputs", None, None)
     progress(f"building candidate {c.rev}", None, None)
     runner.build(c)
     checks = runner.checks(c)
