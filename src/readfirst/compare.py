@@ -311,7 +311,8 @@ def bench(
                             protected_blobs(target.repo, sha, protected))
             try:
                 progress(f"building {rev}", None, None)
-                runner.build(side)
+                with base_build(side.checkout, sha):
+                    runner.build(side)
                 runner.warmup([side])
                 samples = []
                 for rnd in range(rounds):

@@ -57,7 +57,7 @@ def read_build(repo: Path, rel: str, state_dir: Path, build_cmd: str | None,
         entries = _entries_from_json(tree, path)
         origin = str(path.relative_to(tree)) if path.is_relative_to(tree) else str(path)
     elif build_cmd and "make" in build_cmd:
-        for tree in sorted((state_dir / "worktrees").glob("*-base")):
+        for tree in _slots(state_dir):
             entries = _entries_from_make(tree / rel if rel else tree, tree)
             if entries:
                 origin = "make -n in " + tree.name
@@ -74,13 +74,19 @@ def read_build(repo: Path, rel: str, state_dir: Path, build_cmd: str | None,
     return info
 
 
+def _slots(state_dir: Path) -> list[Path]:
+    """readfirst's worktrees, base slots first (they hold the baseline's build)."""
+    slots = [p for p in (state_dir / "worktrees").glob("*") if p.is_dir()]
+    return sorted(slots, key=lambda p: (not p.name.endswith("base"), p.name))
+
+
 def _compile_commands(repo: Path, rel: str, state_dir: Path,
                       configured: str | None) -> tuple[Path, Path] | None:
     root = repo / rel if rel else repo
     places: list[tuple[Path, Path]] = []
     if configured:
         places.append((repo, root / configured))
-    trees = [repo] + sorted(p for p in (state_dir / "worktrees").glob("*-base") if p.is_dir())
+    trees = [repo, *_slots(state_dir)]
     for tree in trees:
         top = tree / rel if rel else tree
         places += [(tree, top / "compile_commands.json")]

@@ -70,10 +70,22 @@ class Stacker:
             chosen = sorted([*chosen, dep], key=lambda e: e.order)
             tree, _err = self.apply([d.diff for d in chosen] + [offer.diff])
             if tree is not None:
+                chosen, tree = self._prune(chosen, offer, tree)
                 return chosen, self.diff_to(tree)
         tried = f" alone or on top of {len(chosen)} earlier commit(s) of the fork" \
             if chosen else ""
         return f"does not apply on the baseline{tried}: {error.strip()[:300]}"
+
+
+    def _prune(self, chosen: list[Offer], offer: Offer, tree: str) -> tuple[list[Offer], str]:
+        """Drop the dependencies the stack applies without (the greedy search may have
+        picked a nearby commit it does not need, e.g. another fork win)."""
+        for dep in list(chosen):
+            rest = [d for d in chosen if d is not dep]
+            fewer, _err = self.apply([d.diff for d in rest] + [offer.diff])
+            if fewer is not None:
+                chosen, tree = rest, fewer
+        return chosen, tree
 
 
 def _overlaps(dep: Offer, offer: Offer) -> bool:
