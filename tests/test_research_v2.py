@@ -372,3 +372,50 @@ def test_passes_through_simple_wrappers_and_look_alikes(tmp_path: Path) -> None:
     h = by_fn["through_calls"]
     assert h.title == "Fuse 2 passes over `y` in through_calls()"
     assert [p["what"] for p in h.data["passes"]] == ["copy_f32(y, x, n)", "vec_scale(y, s, n)"]
+
+
+# ---- 5. the LLM synthesis pass (recorded API answers) ---------------------------------
+
+import respx  # noqa: E402
+import test_llm_proposer as recorded  # noqa: E402 - registers respx's httpcore2 mocker
+
+
+@pytest.fixture
+def llm_api(monkeypatch: pytest.MonkeyPatch) -> respx.MockRouter:
+    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", recorded.KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", recorded.KEY)
+    with respx.mock(using="httpcore2", assert_all_called=False) as router:
+        yield router
+
+
+@pytest.mark.parametrize("kind,url,model", [
+    ("openai", recorded.OPENAI_URL, "gpt-4o-mini"),
+    ("anthropic", recorded.ANTHROPIC_URL, "claude-haiku-4-5")])
+def test_synthesis_keeps_only_cited_hypotheses_in_scope(
+        tmp_path: Path, llm_api: respx.MockRouter, kind: str, url: str, model: str) -> None:
+    git(tmp_path, "init", "-q")
+    write(tmp_path, "src/a.c", MULTIPASS)
+    write(tmp_path, "tools/convert.py", PY_SCRIPT)
+    write(tmp_path, "papers/fusion.md", "# Single-pass elementwise kernels\n\nFusing a copy "
+          "with an elementwise scale halves the memory traffic of scale_copy style code.\n")
+    commit(tmp_path, "tree")
+    route = llm_api.post(url).mock(return_value=recorded.ok(f"{kind}_synthesis.json"))
+    ctx = ctx_for(tmp_path, ["src/**"], {"papers_dir": "papers"})
+    ctx.spec.agent = {"kind": kind, "model": model}
+    r = run_research(ctx, only=["multipass", "papers_dir"], profile=False)
+    assert route.call_count == 1
+    sent = json.loads(route.calls[0].request.content)
+    prompt = json.dumps(sent)
+    assert "`src/a.c:3`" in prompt and "`file:papers/fusion.md`" in prompt
+    synth = [h for h in r.hypotheses if h.kind == "synthesis"]
+    assert [h.title for h in synth] == ["Scale while copying in scale_copy()"]
+    assert synth[0].sources == ["src/a.c:3", "file:papers/fusion.md"]
+    assert {ref.id for ref in r.references} >= set(synth[0].sources)
+    assert any("dropped 2 hypothesis(es)" in n for n in r.notes), r.notes
+    offline = ctx_for(tmp_path, ["src/**"])
+    offline.spec.agent, offline.offline = {"kind": kind, "model": model}, True
+    quiet = run_research(offline, only=["multipass"], profile=False)
+    assert route.call_count == 1 and not any(h.kind == "synthesis" for h in quiet.hypotheses)
+    assert any("skipped offline" in n for n in quiet.notes)

@@ -136,6 +136,16 @@ def run_research(ctx: ResearchContext, *, only: list[str] | None = None,
     scope_notes = apply_scope(findings, scope)
     hypotheses = rank_hypotheses(findings, diagnosis, ctx.hotspots, root=ctx.root)
     references = _references(findings, hypotheses)
+    if ctx.spec.agent:  # the synthesis pass: an LLM combines the evidence, citing it
+        from readfirst.research.synthesis import synthesize
+
+        started = time.perf_counter()
+        made, synth_notes = synthesize(ctx, diagnosis, hypotheses, references)
+        findings.append(Finding("synthesis", made, notes=synth_notes,
+                                seconds=time.perf_counter() - started))
+        if made:
+            hypotheses = rank_hypotheses(findings, diagnosis, ctx.hotspots, root=ctx.root)
+            references = _references(findings, hypotheses)
     notes = [n for f in findings for n in f.notes] + scope_notes
     sources = [{"name": f.source, "seconds": round(f.seconds, 3),
                 "hypotheses": len(f.hypotheses), "references": len(f.references),
