@@ -78,8 +78,11 @@ def research_after_landing(target: Target, spec: Spec, baseline: str) -> Researc
     ran = [s["name"] for s in json.loads(row["sources_json"])]
     profile = "diagnosis" in ran
     only = ran or None  # the same sources, offline: caches and local sources only
-    return research_target(target, spec, offline=True, only=only, profile=profile,
-                           baseline=baseline)
+    try:
+        return research_target(target, spec, offline=True, only=only, profile=profile,
+                               baseline=baseline)
+    except Exception:  # noqa: BLE001 - a failed refresh keeps the last brief; the loop goes on
+        return None
 
 
 def _same(h: Hypothesis, old: dict[str, Any]) -> bool:
