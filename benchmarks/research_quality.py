@@ -101,8 +101,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", action="append", default=[],
                     help="NAME=PATH:SCOPE[,SCOPE...] (scope relative to PATH)")
+    ap.add_argument("--bench", action="append", default=[],
+                    help="NAME=COMMAND: a benchmark for tree NAME (METRIC lines; profiled)")
     ap.add_argument("--lines", type=int, default=500_000, help="of the synthetic tree")
     ap.add_argument("--no-demo", action="store_true")
+    ap.add_argument("--no-synthetic", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rf-quality-"))
     rows = []
@@ -113,16 +116,21 @@ def main() -> None:
             demo, _fork = make_demo(tmp / "demo")
             rows.append(measure("demo (bundled, profiled)", demo, ["src/**"],
                                 load_spec(demo), profile=True))
-        synth = tmp / "synthetic"
-        synth.mkdir()
-        generate(synth, args.lines)
-        rows.append(measure(f"synthetic ggml-like ({args.lines // 1000}k lines)", synth,
-                            ["ggml/src/ggml-cpu/**", "src/lib000/**"]))
+        if not args.no_synthetic:
+            synth = tmp / "synthetic"
+            synth.mkdir()
+            generate(synth, args.lines)
+            rows.append(measure(f"synthetic ggml-like ({args.lines // 1000}k lines)", synth,
+                                ["ggml/src/ggml-cpu/**", "src/lib000/**"]))
+        benches = dict(b.partition("=")[::2] for b in args.bench)
         for spec_arg in args.tree:
             name, _, rest = spec_arg.partition("=")
             path, _, scopes = rest.partition(":")
             root = git_copy(Path(path).resolve(), tmp / name)
-            rows.append(measure(name, root, [s for s in scopes.split(",") if s]))
+            bench = benches.get(name)
+            spec = Spec.model_validate({"target": {"bench": bench}}) if bench else None
+            rows.append(measure(name + (" (profiled)" if bench else ""), root,
+                                [s for s in scopes.split(",") if s], spec, profile=bool(bench)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{os.cpu_count()} CPUs; research offline with [research] jobs = 2; top {TOP}\n")

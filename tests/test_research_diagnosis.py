@@ -170,6 +170,10 @@ def test_perf_profile_finds_hot_loop(c_repo: Path, bandwidth: float, tmp_path: P
     shares = {t["function"]: t["share"] for t in diag["top_functions"]}
     assert shares.get("hot_loop", 0) > 30, diag["top_functions"]
     assert diag["hotspots"][0] == "hot_loop"
+    incl = {r["function"]: r["share"] for r in diag["inclusive"]}  # through callees
+    assert incl["main"] >= incl["hot_loop"] >= shares["hot_loop"], diag["inclusive"]
+    assert diag["inclusive_method"] in ("call stacks", "static call graph")
+    assert "hot_loop" in diag["profiled"] and "main" in diag["profiled"]
     assert diag["metric"] == {"name": "tok_s", "value": 100.0, "unit": "tok/s"}
     assert NO_BYTES in diag["conclusion"]
     assert any(r.id == "profile:hot_loop" for r in finding.references)

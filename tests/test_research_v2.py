@@ -135,9 +135,13 @@ def test_static_inclusive_shares_flow_to_callers(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
     write(tmp_path, "src/k.c", PROFILED)
     commit(tmp_path, "k")
+    write(tmp_path, "tools/driver.c", "int drive(const float * x) { return (int) top(x, 4); }\n")
+    commit(tmp_path, "driver")
     incl = static_inclusive(tmp_path, {"leaf": 60.0, "other": 10.0, "mid": 5.0})
     assert incl["leaf"] == 60.0 and incl["mid"] == 65.0 and incl["top"] == 65.0
-    assert incl["other"] == 10.0
+    assert incl["other"] == 10.0 and incl["drive"] == 65.0
+    scoped = static_inclusive(tmp_path, {"leaf": 60.0}, scope=["src/**"])
+    assert scoped["top"] == 60.0 and "drive" not in scoped  # callers read in scope only
 
 
 def test_perf_script_stacks_give_inclusive_shares() -> None:

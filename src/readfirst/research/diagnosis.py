@@ -171,10 +171,12 @@ class BottleneckSource:
     def __init__(self, commit: str | None = None,
                  tools: dict[str, str | None] | None = None) -> None:
         self.commit = commit  # default: ctx.baseline if set, else HEAD
+        self._scope: list[str] = []
         self.tools = resolve_tools(tools)
 
     def run(self, ctx: ResearchContext) -> Finding:
         started = time.perf_counter()
+        self._scope = list(ctx.spec.target.scope)  # the static call graph is read there
         finding = Finding(self.name)
         notes = finding.notes
         out_dir = ctx.state_dir / "research"
@@ -321,7 +323,7 @@ class BottleneckSource:
         diag["hotspots"] = hotspot_names(top[:TOP_N])
         if top:
             try:
-                P.inclusive_rows(diag, workdir, top, *stacks)
+                P.inclusive_rows(diag, workdir, top, *stacks, scope=self._scope)
             except (gitcli.GitError, OSError, ValueError) as e:
                 notes.append(f"no inclusive shares: {e}")
 

@@ -19,13 +19,16 @@ from typing import Any
 from readfirst import gitcli
 from readfirst.research.ranking import functions_of, plain
 
-MAX_DEPTH = 8  # caller levels followed in the static call graph
+MAX_DEPTH = 6  # caller levels followed in the static call graph
 MAX_NAMES = 200  # sampled functions passed up (by self share)
 MAX_HITS = 400  # call sites read per level (a name called everywhere says little)
 MIN_SELF = 0.05  # percent: functions below it are not followed
 DEEP_STACKS = 0.5  # share of samples with callers above which the stacks are trusted
 KEEP = 40  # inclusive rows kept in the diagnosis
-CODE_GLOBS = ("*.c", "*.h", "*.cc", "*.cpp", "*.cxx", "*.hpp", "*.hh", "*.cu", "*.cuh", "*.py")
+NATIVE_GLOBS = ("*.c", "*.h", "*.cc", "*.cpp", "*.cxx", "*.hpp", "*.hh", "*.cu", "*.cuh")
+MAX_FRONTIER = 300  # callers followed per level
+MAX_LINES = 20_000  # grep hits read per level
+ENTRY_POINTS = frozenset({"main", "__init__", "__call__", "run", "start", "_start"})
 _FRAME = re.compile(r"^\s+[0-9a-f]+\s+(.+?)(?:\s+\((.*)\))?\s*$")
 
 
@@ -71,7 +74,9 @@ def from_stacks(stacks: Iterable[tuple[list[str], int]]) -> tuple[dict[str, floa
     return {f: 100.0 * c / total for f, c in counts.items()}, deep / total
 
 
-def static_inclusive(root: Path, self_shares: dict[str, float]) -> dict[str, float]:
+def static_inclusive(root: Path, self_shares: dict[str, float],
+                     globs: tuple[str, ...] = NATIVE_GLOBS,
+                     scope: list[str] | None = None) -> dict[str, float]:
     """Inclusive percent of each sampled function and its callers (see the module doc)."""
     sampled = sorted((n for n, s in self_shares.items() if s >= MIN_SELF and len(n) > 2
                       and re.fullmatch(r"[A-Za-z_]\w*", n)), key=lambda n: -self_shares[n])
@@ -80,11 +85,12 @@ def static_inclusive(root: Path, self_shares: dict[str, float]) -> dict[str, flo
     for _ in range(MAX_DEPTH):
         if not frontier:
             break
-        found = _callers(root, frontier)
+        found = _callers(root, frontier, globs, scope or [])
         frontier = set()
         for callee, cs in found.items():
             callers[callee] |= cs
-            frontier |= cs - seen
+            frontier |= cs - seen - ENTRY_POINTS  # nothing calls main back
+        frontier = set(sorted(frontier)[:MAX_FRONTIER])
         seen |= frontier
     out: dict[str, float] = defaultdict(float)
     for name, share in self_shares.items():
@@ -99,17 +105,22 @@ def static_inclusive(root: Path, self_shares: dict[str, float]) -> dict[str, flo
     return {f: min(100.0, s) for f, s in out.items()}
 
 
-def _callers(root: Path, names: set[str]) -> dict[str, set[str]]:
-    """callee -> the functions whose bodies call it (`name(` inside their span)."""
-    pats = [x for n in sorted(names) for x in ("-e", rf"\b{n}[ \t]*\(")]
-    out = gitcli.git(root, "grep", "-n", "-I", "-E", *pats, "--", *CODE_GLOBS, check=False)
+def _callers(root: Path, names: set[str], globs: tuple[str, ...],
+             scope: list[str]) -> dict[str, set[str]]:
+    """callee -> the functions whose bodies call it (`name(` inside their span), searched
+    in the scope when there is one: only in-scope functions are ever ranked."""
+    # fixed strings (one pass over the files for all names), `name(` checked below
+    pats = [x for n in sorted(names) for x in ("-e", n)]
+    where = [f":(glob){p.strip('/')}" for p in scope] if scope else list(globs)
+    exts = tuple(g.removeprefix("*") for g in globs)
+    out = gitcli.git(root, "grep", "-n", "-I", "-F", *pats, "--", *where, check=False)
     alt = re.compile(r"\b(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
                      + r")\s*\(")
     per_name: Counter[str] = Counter()
     found: dict[str, set[str]] = defaultdict(set)
-    for hit in out.splitlines():
+    for hit in out.splitlines()[:MAX_LINES]:
         path, lineno, text = (hit.split(":", 2) + ["", ""])[:3]
-        if not lineno.isdigit():
+        if not lineno.isdigit() or not path.endswith(exts):
             continue
         line = int(lineno)
         spans = [s for s in functions_of(str(root), path) if s[0] <= line <= s[1]]
@@ -124,7 +135,8 @@ def _callers(root: Path, names: set[str]) -> dict[str, set[str]]:
 
 
 def inclusive_rows(diag: dict[str, Any], workdir: Path, all_self: list[dict[str, Any]],
-                   stacks: dict[str, float] | None, deep: float) -> None:
+                   stacks: dict[str, float] | None, deep: float,
+                   scope: list[str] | None = None) -> None:
     """Fill diag["inclusive"], ["inclusive_method"] and ["profiled"] (every function seen)."""
     self_shares: dict[str, float] = defaultdict(float)
     for r in all_self:
@@ -134,7 +146,9 @@ def inclusive_rows(diag: dict[str, Any], workdir: Path, all_self: list[dict[str,
     if stacks and deep >= DEEP_STACKS:
         incl, method = stacks, "call stacks"
     else:
-        incl, method = static_inclusive(workdir, dict(self_shares)), "static call graph"
+        globs = ("*.py",) if diag.get("profiler") == "py-spy" else NATIVE_GLOBS
+        incl = static_inclusive(workdir, dict(self_shares), globs, scope)
+        method = "static call graph"
         for name, share in self_shares.items():
             incl[name] = max(incl.get(name, 0.0), share)
     rows = sorted(incl.items(), key=lambda kv: (-kv[1], kv[0]))

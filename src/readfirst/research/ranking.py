@@ -90,7 +90,8 @@ class Profile:
             if key and not key.startswith("["):
                 self.shares[key] = max(self.shares.get(key, 0.0), float(r["share"]))
         self.seen = {plain(n) for n in d.get("profiled") or []} | set(self.shares)
-        self.available = bool(self.seen) and bool(d.get("profiled") or self.shares)
+        # only a full list of sampled functions can say "never run" (the top 15 cannot)
+        self.available = bool(d.get("profiled"))
 
     def share(self, function: str | None) -> float | None:
         """Inclusive percent of `function`; 0.0 when sampled but below the listed ones; None
