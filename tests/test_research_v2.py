@@ -303,10 +303,14 @@ def test_verdicts_history_and_refresh_after_landing(tmp_path: Path) -> None:
     assert "inconclusive (not failed): tried in experiment #1" in brief
     assert "regressed: tried in experiment #2" in brief and "failed:" not in brief
     assert research_after_landing(target, spec, first) is None  # same baseline: nothing to do
+    git(tmp_path, "checkout", "-q", "-b", "readfirst/run1")  # the loop lands on its branch
     write(tmp_path, "src/c.c", MULTIPASS.replace("scale_copy", "scale_copy3"))
     landed = commit(tmp_path, "a landing")
+    git(tmp_path, "checkout", "-q", "-")  # the user's tree stays where it was
+    assert not (tmp_path / "src/c.c").exists()
     r2 = research_after_landing(target, spec, landed)
     assert r2 is not None
+    assert any("scale_copy3" in h.title for h in r2.hypotheses)  # the baseline's code
     by_title = {h.title: h for h in r2.hypotheses}
     assert by_title[titles[0]].data["status"] == "inconclusive"  # the history stays
     assert by_title[titles[1]].data["status"] == "regressed"

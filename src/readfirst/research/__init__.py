@@ -78,6 +78,9 @@ class ResearchContext:
     offline: bool = False
     baseline: str | None = None  # the commit studied (None: HEAD)
     hotspots: list[str] = field(default_factory=list)  # function names, hottest first
+    # the user's target directory when `root` is a checkout of another baseline: where
+    # config-relative paths (competitors) and the workspace are
+    home: Path | None = None
     keywords: list[str] = field(default_factory=list)  # from README, topics, metric
 
     @property

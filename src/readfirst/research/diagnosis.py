@@ -195,7 +195,7 @@ class BottleneckSource:
         if probe:
             diag.update(bandwidth_gbs=probe["triad_gbs"], bandwidth_1t_gbs=probe.get(
                 "triad_1t_gbs"))
-        ws = Workspace(ctx.root)
+        ws = Workspace(ctx.home or ctx.root)
         try:
             rev = self.commit or getattr(ctx, "baseline", None) or "HEAD"
             diag["commit"] = commit = gitcli.resolve_commit(ctx.repo, rev)

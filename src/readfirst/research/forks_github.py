@@ -111,7 +111,8 @@ class ForkDiscoverySource:
         comps: list[tuple[Competitor, str | None]] = []
         if ctx.research.get("competitors"):
             try:
-                comps = [(c, _web(c.source)) for c in parse_competitors(ctx.research, ctx.root)]
+                home = ctx.home or ctx.root
+                comps = [(c, _web(c.source)) for c in parse_competitors(ctx.research, home)]
             except ConfigError as e:
                 f.notes.append(f"configured competitors ignored: {e}")
         found: list[tuple[Competitor, str | None]] | None = []
@@ -123,7 +124,8 @@ class ForkDiscoverySource:
                 if client is not None:
                     client.close()
         if found is None:  # no discovery this time: what an earlier one found, if anything
-            found = [(c, _web(c.source)) for c in discovered_competitors(ctx.state_dir, ctx.root)]
+            found = [(c, _web(c.source))
+                     for c in discovered_competitors(ctx.state_dir, ctx.home or ctx.root)]
         names = {c.name for c, _ in comps} | {c.source for c, _ in comps}
         comps += [(c, w) for c, w in found if c.name not in names and c.source not in names]
         base, pats = baseline_of(ctx), scope_of(ctx)

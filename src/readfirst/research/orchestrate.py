@@ -24,11 +24,14 @@ from readfirst.workspace import Workspace
 
 DEMOTION = C.DEMOTION  # a failed hypothesis keeps half its score: still listed, not on top
 NOT_FAILED = ("inconclusive", "no_change")  # verdicts that say "undecided", not "worse"
+SOURCE_SLOT = "research-src"  # a checkout of the baseline the static sources read
 
 
 def research_target(target: Target, spec: Spec, *, offline: bool = False,
                     only: list[str] | None = None, profile: bool = True,
                     baseline: str | None = None) -> ResearchResult:
+    """Research HEAD in the user's tree, or `baseline` in a checkout of it (slot
+    `research-src`: the loop's landed commits are not in the user's tree)."""
     ws = Workspace(target.root)
     baseline = gitcli.resolve_commit(target.repo, baseline or "HEAD")
     ctx = ResearchContext(repo=target.repo, root=target.root, rel=target.rel, spec=spec,
@@ -37,7 +40,13 @@ def research_target(target: Target, spec: Spec, *, offline: bool = False,
 
     source_names(ctx, only, profile)  # bad names: ConfigError before anything is written
     ws.ensure()
-    result = run_research(ctx, only=only, profile=profile)
+    if baseline != gitcli.resolve_commit(target.repo, "HEAD"):
+        with ws.lock_slot(SOURCE_SLOT):
+            checkout = ws.checkout(SOURCE_SLOT, baseline)
+            ctx.repo, ctx.root, ctx.home = checkout, checkout / target.rel, target.root
+            result = run_research(ctx, only=only, profile=profile)
+    else:
+        result = run_research(ctx, only=only, profile=profile)
     brief = ws.state / "research" / "brief.md"
     result.brief = str(brief)
     journal = Journal(ws.journal_path)

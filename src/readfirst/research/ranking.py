@@ -104,8 +104,18 @@ class Profile:
         return 0.0 if key in self.seen else None
 
 
-@lru_cache(maxsize=4096)
 def functions_of(root: str, rel: str) -> tuple[tuple[int, int, str], ...]:
+    """(first line, last line, name) of each function a file defines."""
+    try:
+        st = (Path(root) / rel).stat()
+    except OSError:
+        return ()
+    return _functions_of(root, rel, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _functions_of(root: str, rel: str, _mtime: int, _size: int,
+                  ) -> tuple[tuple[int, int, str], ...]:
     lang, src = T.language_of(rel), T.read_source(Path(root), rel)
     if lang is None or src is None:
         return ()
