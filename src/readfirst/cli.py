@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 
 from readfirst import constants as C
-from readfirst.cli_options import json_option, target_option
+from readfirst.cli_options import example, json_option, target_option
 from readfirst.config import Spec, load_spec
 from readfirst.errors import ConfigError, ReadfirstError
 from readfirst.process import kill_all_live
@@ -41,11 +41,6 @@ def _on_sigterm(_signo: int, _frame: object) -> None:
 # `readfirst --help` lists commands in the order a user needs them, not alphabetically.
 WORKFLOW_ORDER = ("init", "research", "bench", "compare", "judge", "run", "status", "dashboard",
                   "report", "finalize", "export", "demo", "clean", "mcp", "playbook")
-
-
-def example(*lines: str) -> str:
-    """A command's epilog: its examples, kept as written (click rewraps plain epilogs)."""
-    return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)
 
 
 class _Group(click.Group):
@@ -256,13 +251,21 @@ def demo(directory: Path | None, workers: int, as_json: bool) -> None:
     say(f"research: {len(found.hypotheses)} hypotheses; "
         f"{(found.diagnosis or {}).get('conclusion', 'no diagnosis')}; brief: {found.brief}")
     opts = LoopOptions(proposer="forks", workers=workers)
-    summary = run_loop(target, spec, opts, say=say)
+    with _live(target, not as_json) as live:
+        summary = run_loop(target, spec, opts, say=live.say if not as_json else say)
     summary["demo_dir"] = str(target_dir.parent)
     summary["brief"] = found.brief
     _print_summary(summary, as_json)
     if not as_json:
         exe = "readfirst" if shutil.which("readfirst") else str(Path(sys.argv[0]).resolve())
         out.print(f"\nTry it yourself: cd {target_dir} && {exe} status", markup=False)
+
+
+def _live(target: Any, enabled: bool):  # type: ignore[no-untyped-def]
+    """One live line per running experiment under the loop's messages (on a terminal)."""
+    from readfirst.live import LiveRun
+
+    return LiveRun(err, target.root / C.STATE_DIR / C.JOURNAL_FILE, enabled)
 
 
 def _say(as_json: bool):  # type: ignore[no-untyped-def]
@@ -341,7 +344,9 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
                              else executor)
     if warning:
         err.print(f"warning: {warning}", markup=False, highlight=False)
-    summary = run_loop(target, spec, opts, resume=resume, say=_say(as_json))
+    with _live(target, not as_json) as live:
+        summary = run_loop(target, spec, opts, resume=resume,
+                           say=live.say if not as_json else _say(as_json))
     if dry_run and not as_json:
         for e in summary["experiments"]:
             if e["status"] == "dry_run":
@@ -368,72 +373,6 @@ def _loop_summary(directory: Path, run_id: str | None) -> dict[str, Any]:
         return log.summary(row["id"])
     finally:
         journal.close()
-
-
-run_id_option = click.option("--run", "run_id", help="Run id (default: the latest).")
-
-
-@cli.command(epilog=example("readfirst status", "readfirst status --run 20261121-061500-ab12"))
-@target_option
-@run_id_option
-@json_option
-def status(directory: Path, run_id: str | None, as_json: bool) -> None:
-    """Each experiment of a run: result, change, CI, time."""
-    from readfirst.report.status import status_rows, status_table
-
-    summary = _loop_summary(directory, run_id)
-    if as_json:
-        click.echo(json.dumps({**{k: v for k, v in summary.items() if k != "experiments"},
-                               "experiments": status_rows(summary)}, indent=2))
-        return
-    out.print(status_table(summary))
-    for worker, n in sorted(summary.get("workers_noise", {}).items()):
-        cv = "?" if n["cv"] is None else f"{n['cv']:.2%}"
-        out.print(f"worker {worker}: baseline CV {cv}"
-                  + (" (quarantined)" if n["quarantined"] else ""), markup=False)
-    if summary["cost"]["total_usd"]:
-        c = summary["cost"]
-        out.print(f"cost: ${c['total_usd']:.4f} (compute ${c['compute_usd']:.4f}, "
-                  f"API ${c['api_usd']:.4f})", markup=False)
-    if summary["stop_reason"]:
-        out.print(f"stopped: {summary['stop_reason']}", markup=False)
-
-
-@cli.command(epilog=example("readfirst report", "readfirst report --run 20261121-061500-ab12"))
-@target_option
-@run_id_option
-def report(directory: Path, run_id: str | None) -> None:
-    """Write a run's Markdown and self-contained HTML report."""
-    from readfirst.compare import Target
-    from readfirst.report import write_report
-    from readfirst.workspace import Workspace
-
-    summary = _loop_summary(directory, run_id)
-    out_dir = Workspace(Target.at(directory).root).state / "reports" / summary["run_id"]
-    md, html = write_report(summary, out_dir)
-    click.echo(f"{md}\n{html}")
-
-
-@cli.command(epilog=example("readfirst export --format pi-jsonl -o log.jsonl"))
-@target_option
-@run_id_option
-@click.option("--format", "fmt", type=click.Choice(["pi-jsonl"]), required=True,
-              help="pi-jsonl: pi-autoresearch's log.jsonl (a config line, a baseline row, one "
-                   "row per experiment).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (default: standard output).")
-def export(directory: Path, run_id: str | None, fmt: str, output: Path | None) -> None:
-    """Export a run in another tool's format."""
-    from readfirst.report.export import pi_jsonl
-
-    text = pi_jsonl(_loop_summary(directory, run_id))
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(output)
-        click.echo(f"wrote {output}")
 
 
 @cli.command(epilog=example("readfirst research", "readfirst research --offline --no-profile",
@@ -496,6 +435,7 @@ cli.add_command(_mcp_command)
 cli.add_command(_playbook_command)
 
 # Watching and shipping a run.
-from readfirst.cli_ship import finalize as _finalize_command  # noqa: E402
+from readfirst import cli_ship  # noqa: E402
 
-cli.add_command(_finalize_command)
+for _command in (cli_ship.status, cli_ship.report, cli_ship.export, cli_ship.finalize):
+    cli.add_command(_command)

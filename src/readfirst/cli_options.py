@@ -16,3 +16,9 @@ target_option = click.option(
     help="The target's directory (holding readfirst.toml).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+run_id_option = click.option("--run", "run_id", help="Run id (default: the latest).")
+
+
+def example(*lines: str) -> str:
+    """A command's epilog: its examples, kept as written (click rewraps plain epilogs)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)

@@ -8,14 +8,99 @@ from pathlib import Path
 
 import click
 
-from readfirst.cli_options import json_option, target_option
+from readfirst import constants as C
+from readfirst.cli_options import example, json_option, run_id_option, target_option
 
 
-def _example(*lines: str) -> str:
-    return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)
+@click.command("status", epilog=example("readfirst status", "readfirst status --watch",
+                            "readfirst status --run 20261121-061500-ab12 --json"))
+@target_option
+@run_id_option
+@click.option("--watch", is_flag=True,
+              help="Follow the run until it ends: each running experiment's stage, rounds, "
+                   "change so far with its CI, elapsed time and ETA.")
+@json_option
+def status(directory: Path, run_id: str | None, watch: bool, as_json: bool) -> None:
+    """Each experiment of a run: result, change, CI, time."""
+    from readfirst.cli import _loop_summary, out
+    from readfirst.live import read_states
+    from readfirst.live import watch as follow
+    from readfirst.report.status import status_rows, status_table
+
+    summary = _loop_summary(directory, run_id)
+    journal = Path(summary["target"]) / C.STATE_DIR / C.JOURNAL_FILE
+    if watch and not as_json:
+        try:
+            summary = follow(out, journal, lambda: _loop_summary(directory, summary["run_id"]),
+                             status_table)
+        except KeyboardInterrupt:  # stops watching; the run itself goes on
+            return
+    _id, live = read_states(journal, summary["run_id"]) if summary["status"] == "running" \
+        else (None, [])
+    if as_json:
+        click.echo(json.dumps({**{k: v for k, v in summary.items() if k != "experiments"},
+                               "experiments": status_rows(summary),
+                               "live": [s.model_dump() for s in live]}, indent=2))
+        return
+    if not watch:
+        out.print(status_table(summary))
+        from readfirst.progress import state_line
+
+        for s in live:
+            out.print(state_line(s), markup=False)
+    for worker, n in sorted(summary.get("workers_noise", {}).items()):
+        cv = "?" if n["cv"] is None else f"{n['cv']:.2%}"
+        out.print(f"worker {worker}: baseline CV {cv}"
+                  + (" (quarantined)" if n["quarantined"] else ""), markup=False)
+    if summary["cost"]["total_usd"]:
+        c = summary["cost"]
+        out.print(f"cost: ${c['total_usd']:.4f} (compute ${c['compute_usd']:.4f}, "
+                  f"API ${c['api_usd']:.4f})", markup=False)
+    if summary["stop_reason"]:
+        out.print(f"stopped: {summary['stop_reason']}", markup=False)
 
 
-@click.command("finalize", epilog=_example(
+@click.command("report", epilog=example("readfirst report",
+                                         "readfirst report --run 20261121-061500-ab12"))
+@target_option
+@run_id_option
+def report(directory: Path, run_id: str | None) -> None:
+    """Write a run's Markdown and self-contained HTML report."""
+    from readfirst.cli import _loop_summary
+    from readfirst.compare import Target
+    from readfirst.report import write_report
+    from readfirst.workspace import Workspace
+
+    summary = _loop_summary(directory, run_id)
+    out_dir = Workspace(Target.at(directory).root).state / "reports" / summary["run_id"]
+    md, html = write_report(summary, out_dir)
+    click.echo(f"{md}\n{html}")
+
+
+@click.command("export", epilog=example("readfirst export --format pi-jsonl -o log.jsonl"))
+@target_option
+@run_id_option
+@click.option("--format", "fmt", type=click.Choice(["pi-jsonl"]), required=True,
+              help="pi-jsonl: pi-autoresearch's log.jsonl (a config line, a baseline row, one "
+                   "row per experiment).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: standard output).")
+def export(directory: Path, run_id: str | None, fmt: str, output: Path | None) -> None:
+    """Export a run in another tool's format."""
+    from readfirst.cli import _loop_summary
+    from readfirst.report.export import pi_jsonl
+
+    text = pi_jsonl(_loop_summary(directory, run_id))
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(output)
+        click.echo(f"wrote {output}")
+
+
+@click.command("finalize", epilog=example(
     "readfirst finalize", "readfirst finalize 20261121-061500-ab12 --prefix speedup/",
     "readfirst finalize --push origin --pr"))
 @click.argument("run_id", required=False, metavar="[RUN]")

@@ -20,14 +20,16 @@ from readfirst.guards import check_changes, protected_blobs
 from readfirst.journal import Journal
 from readfirst.judge import Evidence, early_verdict, judge_measurement, side_dict
 from readfirst.measure import Runner, Sample, Side, StepFailed, Tampering, duet_cpu_sets
+from readfirst.progress import interim_estimate
 from readfirst.stats import plan_looks, sequential_compare, summarize
 from readfirst.workspace import Workspace
 
-# progress(message, rounds_done, rounds_max): the CLI draws it; None means quiet.
-Progress = Callable[[str, int | None, int | None], None]
+# progress(message, rounds_done, rounds_max[, estimate]): the CLI draws it, a worker writes it
+# to the journal (progress.py); after each round the interim estimate comes with it.
+Progress = Callable[..., None]
 
 
-def _quiet(_msg: str, _done: int | None, _total: int | None) -> None:
+def _quiet(_msg: str, _done: int | None, _total: int | None, _est: object = None) -> None:
     pass
 
 
@@ -194,6 +196,8 @@ def _measure(
         progress("candidate starts from the base's build outputs", None, None)
     progress(f"building candidate {c.rev}", None, None)
     runner.build(c)
+    if spec.target.checks:
+        progress("running checks", None, None)
     checks = runner.checks(c)
     if checks is not None and not checks.ok:
         flags = ["checks_failed"]
@@ -208,6 +212,7 @@ def _measure(
 
     walls: dict[str, list[float]] = {"base": [], "cand": []}
     metrics: dict[str, list[dict[str, float]]] = {"base": [], "cand": []}
+    values: dict[str, list[float]] = {"base": [], "cand": []}
 
     def draw_round() -> tuple[float, float]:
         rnd = len(walls["base"])
@@ -217,6 +222,10 @@ def _measure(
         else:
             sb, sc = runner.interleaved_round(rnd, b, c)
         _keep(walls, metrics, sb, sc)
+        values["base"].append(sb.value)
+        values["cand"].append(sc.value)
+        progress("benchmark rounds", rnd + 1, cfg.max_rounds,
+                 interim_estimate(values["base"], values["cand"]))
         return sb.value, sc.value
 
     seq = sequential_compare(

@@ -11,6 +11,7 @@ DEFAULT_MODE = "interleaved"  # or "duet"
 # --- statistics ---------------------------------------------------------------------------
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 20_170_422  # fixed so anyone can recompute a verdict from the raw samples
+LIVE_BOOTSTRAP_RESAMPLES = 2_000  # the live (advisory) estimate while rounds run; cheap per round
 MIN_ROUNDS_FOR_TEST = 4  # below this no rank test can reach significance
 HIGH_CV = 0.10  # warn when stddev/mean reaches this (pyperf's rule)
 OUTLIER_MODIFIED_Z = 3.5  # Iglewicz & Hoaglin; modified Z = 0.6745 (x - median) / MAD

@@ -36,6 +36,7 @@ class ProgressView:
             transient=True,
         )
         self.task = self.progress.add_task("starting", total=None)
+        self._bench_start: float | None = None
 
     def __enter__(self) -> ProgressView:
         if self.enabled:
@@ -48,8 +49,26 @@ class ProgressView:
         if self.enabled:
             self.progress.stop()
 
-    def update(self, message: str, done: int | None, total: int | None) -> None:
-        self.progress.update(self.task, description=message, completed=done or 0, total=total)
+    def update(self, message: str, done: int | None, total: int | None,
+               estimate: Any = None) -> None:
+        """The engine's progress: stage, rounds so far of the most, the change so far with its
+        CI, and the time left at this pace if every round is needed (an upper bound)."""
+        import time
+
+        now = time.monotonic()
+        if done is not None and self._bench_start is None:
+            self._bench_start = now
+        text = message
+        if estimate is not None:
+            from readfirst.report.status import change_str, ci_str
+
+            text += f"  {change_str(estimate.ratio)} {ci_str(estimate.ci_low, estimate.ci_high)}"
+        if done and total and self._bench_start is not None:
+            from readfirst.report.status import seconds_str
+
+            left = (now - self._bench_start) / done * max(0, total - done)
+            text += f"  ETA ≤ {seconds_str(left)}"
+        self.progress.update(self.task, description=text, completed=done or 0, total=total)
 
 
 def _decimals(x: float) -> int:

@@ -18,6 +18,7 @@ from readfirst.compare import Target, bench, compare
 from readfirst.config import Spec
 from readfirst.errors import BaseFailedError
 from readfirst.executors import Job, JobResult
+from readfirst.progress import ProgressBoard
 from readfirst.workspace import Workspace
 
 
@@ -47,12 +48,15 @@ def run_job(job: Job, worker: str) -> JobResult:
                              reason=f"does not apply to {job.baseline[:12]}: {e}",
                              timings={"apply": time.perf_counter() - started})
     applied = time.perf_counter() - started
+    board = ProgressBoard(ws.journal_path, job.exp_id, worker)  # for the live views
     try:
-        result = compare(target, job.baseline, cand_commit, spec, slots=slots,
+        result = compare(target, job.baseline, cand_commit, spec, board.update, slots=slots,
                          clean_cand=job.clean_build)
     except BaseFailedError as e:
         return JobResult(job.exp_id, worker, "base_failed", reason=str(e),
                          cand_commit=cand_commit, timings={"apply": applied})
+    finally:
+        board.close()
     timings = {"apply": applied, **result.get("timings", {})}
     timings["total"] = time.perf_counter() - started
     return JobResult(job.exp_id, worker, "finished", verdict=result["verdict"],
