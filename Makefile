@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/readfirst demo
 
 test: $(STAMP)
+	sh .ci/sysdeps.sh
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)

@@ -52,7 +52,9 @@ def _wait(what: str, check, proc: subprocess.Popen[str]):  # type: ignore[no-unt
         time.sleep(0.1)
 
 
-def test_status_shows_a_running_experiment_live(tmp_path: Path) -> None:
+def held_target(tmp_path: Path, header: str = "") -> tuple[Path, Path]:
+    """A target and a patches dir whose one candidate, 01-held, holds in round 2 until
+    `.readfirst/worktrees/w0-cand/build/.go` exists (run it with one worker)."""
     target = make_target(tmp_path / "target", TOML.replace("bench_timeout = 20",
                                                            "bench_timeout = 600"))
     prog = (target / "src/prog.c").read_text()
@@ -61,8 +63,22 @@ def test_status_shows_a_running_experiment_live(tmp_path: Path) -> None:
     write(target, "src/prog.c", held)
     patches = tmp_path / "patches"
     patches.mkdir()
-    (patches / "01-held.patch").write_text(git(target, "diff") + "\n")
+    (patches / "01-held.patch").write_text(header + git(target, "diff") + "\n")
     git(target, "checkout", "-q", "--", ".")
+    return target, patches
+
+
+def wait_until_held(target: Path, proc: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
+    def held_state():  # type: ignore[no-untyped-def]
+        code, data, _ = run_cli("status", "--json", cwd=target)
+        live = (data or {}).get("live") or []
+        return live[0] if code == 0 and live and live[0]["rounds_done"] == 2 else None
+
+    return _wait("the held experiment reached round 2", held_state, proc)  # type: ignore[no-any-return]
+
+
+def test_status_shows_a_running_experiment_live(tmp_path: Path) -> None:
+    target, patches = held_target(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
          str(patches), "--workers", "1"], cwd=target, text=True,
@@ -70,12 +86,7 @@ def test_status_shows_a_running_experiment_live(tmp_path: Path) -> None:
     journal = target / ".readfirst/journal.db"
     go = target / ".readfirst/worktrees/w0-cand/build/.go"
     try:
-        def held_state():  # type: ignore[no-untyped-def]
-            code, data, _ = run_cli("status", "--json", cwd=target)
-            live = (data or {}).get("live") or []
-            return live[0] if code == 0 and live and live[0]["rounds_done"] == 2 else None
-
-        state = _wait("the held experiment reached round 2", held_state, proc)
+        state = wait_until_held(target, proc)
         assert state["worker"] == "w0" and state["seq"] == 1 and state["kind"] == "explore"
         assert state["stage"] == "benchmark rounds" and state["rounds_max"] == 20
         assert state["ratio"] is not None and state["ci_low"] <= state["ratio"] <= \

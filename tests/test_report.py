@@ -45,7 +45,7 @@ def test_files_written_next_to_each_other(summary: dict[str, Any], tmp_path: Pat
     assert "](progress.svg)" in md.read_text()
     write_report(summary, tmp_path / "a" / "b")  # overwriting works, leaves no temp files
     assert sorted(p.name for p in md.parent.iterdir()) == [
-        "progress.svg", "report.html", "report.md"]
+        "forest.svg", "progress.svg", "report.html", "report.md"]
 
 
 def test_html_is_self_contained(written: tuple[str, str, Path]) -> None:

@@ -437,5 +437,6 @@ cli.add_command(_playbook_command)
 # Watching and shipping a run.
 from readfirst import cli_ship  # noqa: E402
 
-for _command in (cli_ship.status, cli_ship.report, cli_ship.export, cli_ship.finalize):
+for _command in (cli_ship.status, cli_ship.report, cli_ship.export, cli_ship.finalize,
+                 cli_ship.dashboard):
     cli.add_command(_command)

@@ -4,6 +4,7 @@ cli.py like the agent commands."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -69,11 +70,17 @@ def report(directory: Path, run_id: str | None) -> None:
     from readfirst.cli import _loop_summary
     from readfirst.compare import Target
     from readfirst.report import write_report
+    from readfirst.report.view import connect_read_only, hypotheses, samples_by_seq
     from readfirst.workspace import Workspace
 
     summary = _loop_summary(directory, run_id)
-    out_dir = Workspace(Target.at(directory).root).state / "reports" / summary["run_id"]
-    md, html = write_report(summary, out_dir)
+    ws = Workspace(Target.at(directory).root)
+    db = connect_read_only(ws.journal_path)
+    try:
+        extra = samples_by_seq(db, summary["run_id"]), hypotheses(db)
+    finally:
+        db.close()
+    md, html = write_report(summary, ws.state / "reports" / summary["run_id"], *extra)
     click.echo(f"{md}\n{html}")
 
 
@@ -157,3 +164,38 @@ def finalize(run_id: str | None, directory: Path, prefix: str, force: bool, remo
                   markup=False)
     for g in result.dropped:
         out.print(f"no branch: {g.title}: {g.reason}", markup=False)
+
+
+@click.command("dashboard", epilog=example(
+    "readfirst dashboard", "readfirst dashboard --port 9000 --run 20261121-061500-ab12"))
+@target_option
+@run_id_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but 127.0.0.1 shows the journal to others.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=C.DASHBOARD_PORT,
+              show_default=True, help="Port (0: any free one; the address is printed).")
+def dashboard(directory: Path, run_id: str | None, host: str, port: int) -> None:
+    """A live web view of a run: workers, charts, experiments.
+
+    Read-only: the journal is opened read-only and the page only reads. Updates are pushed as
+    experiments progress; the latest run is followed unless --run names one.
+    """
+    from readfirst.cli import err
+    from readfirst.compare import Target
+    from readfirst.dashboard import bind, make_app, serve
+    from readfirst.errors import ConfigError
+
+    root = Target.at(directory).root
+    journal = root / C.STATE_DIR / C.JOURNAL_FILE
+    if not journal.is_file():
+        raise ConfigError(f"{journal.parent}: no journal yet (run `readfirst run` first)")
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    hosts = ["127.0.0.1", "localhost", host]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"note: listening on {host}: anyone who can reach it can read this journal",
+                  markup=False)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"dashboard: http://{shown}:{actual}/  (Ctrl-C stops it)")
+    sys.stdout.flush()  # the address, before the server blocks
+    serve(make_app(journal, run_id, hosts=hosts), sock)

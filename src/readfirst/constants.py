@@ -26,6 +26,10 @@ ERROR_TAIL_LINES = 8  # lines of a failing step's output shown in an error messa
 MAX_WORKER_CV = 0.05  # a worker whose baseline CV exceeds this is quarantined (A-vs-A check)
 NOISE_EVERY_WAVES = 5  # re-check every worker's noise this often (and before the first wave)
 
+# --- live views ---------------------------------------------------------------------------
+DASHBOARD_PORT = 8765  # `readfirst dashboard` default (127.0.0.1 only unless --host)
+DASHBOARD_TICK = 2.0  # seconds between pushes while a run goes on (elapsed times move)
+
 # --- timeouts (seconds) -------------------------------------------------------------------
 DEFAULT_BUILD_TIMEOUT = 600
 DEFAULT_BENCH_TIMEOUT = 300

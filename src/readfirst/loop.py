@@ -498,7 +498,9 @@ def _candidate_tree(target: Target, cand: Candidate, res: JobResult, baseline: s
 
 def _write_report(log: LoopLog, ws: Workspace, loop_id: str) -> None:
     from readfirst.report import write_report
+    from readfirst.report.view import hypotheses, samples_by_seq
 
     out_dir = ws.state / "reports" / loop_id
-    _md, html = write_report(log.summary(loop_id), out_dir)
+    _md, html = write_report(log.summary(loop_id), out_dir, samples_by_seq(log.db, loop_id),
+                             hypotheses(log.db))
     log.set_report(loop_id, str(html))

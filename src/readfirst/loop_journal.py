@@ -29,6 +29,14 @@ class LoopLog:
             if row["pid"] != os.getpid() and not _pid_alive(row["pid"]):
                 self.finish(row["id"], "interrupted", "process ended mid-run")
 
+    @classmethod
+    def reader(cls, db: sqlite3.Connection) -> LoopLog:
+        """Queries only, on a connection of its own (e.g. read-only, for the dashboard): no
+        interrupted-run bookkeeping, which writes."""
+        log = cls.__new__(cls)
+        log.db = db
+        return log
+
     # --- loop runs -----------------------------------------------------------------------
 
     def create(self, loop_id: str, target: Path, branch: str, base: str,
@@ -220,6 +228,7 @@ class LoopLog:
             "base": side("base"),
             "cand": side("cand"),
             "flags": res.get("flags", []),
+            "logs": res.get("logs"),
             "worker": r["worker"],
             "baseline": r["baseline"],
             "cand_commit": r["cand_commit"],

@@ -1,13 +1,14 @@
-"""Run reports: `report.md` (+ `progress.svg`) and one self-contained `report.html`.
+"""Run reports: `report.md` (+ `progress.svg`, `forest.svg`) and one self-contained
+`report.html` with the dashboard's charts (report/charts.py), static.
 
-Everything is derived from the plain run summary dict (`readfirst run --json`). jinja2 and
-matplotlib are imported only when a report is written, so `status`/`export` work without them.
+Everything is derived from the plain run summary dict (`readfirst run --json`), plus the raw
+samples per round and the research brief's hypotheses when the journal is at hand. jinja2 is
+imported only when a report is written, so `status`/`export` work without it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 import uuid
@@ -28,7 +29,7 @@ from readfirst.report.status import (
     seconds_str,
 )
 
-__all__ = ["build_context", "funnel", "progress_svg", "write_report"]
+__all__ = ["build_context", "funnel", "write_report"]
 
 STAGES = ("apply", "build", "checks", "warmup", "bench")
 
@@ -73,63 +74,6 @@ def _mean_sd(side: dict[str, Any] | None) -> str:
     mean, sd = side["mean"], side.get("stddev")
     d = max(0, 3 - math.floor(math.log10(abs(mean)))) if mean else 2
     return num(mean, d) + ("" if sd is None else f" ± {num(sd, d)}")
-
-
-def _plain(text: str) -> str:
-    """Text for matplotlib, never parsed as mathtext."""
-    return text.replace("$", r"\$")
-
-
-def progress_svg(summary: dict[str, Any]) -> str:
-    """The progress plot as a standalone SVG document (matplotlib Figure, no pyplot/GUI)."""
-    import matplotlib
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    metric = summary.get("metric") or {}
-    name, unit = metric.get("name") or "metric", metric.get("unit") or ""
-    direction = "lower" if metric.get("direction") == "lower" else "higher"
-    rows = [e for e in experiments(summary) if e.get("status") == "finished"]
-    points = [(e["seq"], _median(e.get("cand")), e.get("outcome") == "kept") for e in rows
-              if _median(e.get("cand")) is not None]
-    rc = {"svg.fonttype": "path", "svg.hashsalt": "readfirst", "text.usetex": False}
-    with matplotlib.rc_context(rc):
-        fig = Figure(figsize=(8, 3.6), layout="constrained")
-        ax = fig.subplots()
-        if not points:
-            ax.text(0.5, 0.5, "no measurements yet", ha="center", va="center",
-                    transform=ax.transAxes, fontsize=14, color="#666666")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        else:
-            plain = [(s, m) for s, m, kept in points if not kept]
-            kept = [(s, m) for s, m, k in points if k]
-            if plain:
-                ax.plot(*zip(*plain, strict=True), "o", color="#7f8c9a", label="candidate median")
-            if kept:
-                ax.plot(*zip(*kept, strict=True), "*", color="#1a9850", markersize=14,
-                        markeredgecolor="#0b5a2c", label="kept", zorder=3)
-            first = next((e for e in experiments(summary) if _median(e.get("base")) is not None),
-                         None)
-            if first is not None:
-                xs, ys = [first["seq"]], [_median(first["base"])]
-                for s, m in kept:
-                    if s >= xs[0]:
-                        xs.append(s)
-                        ys.append(m)
-                xs.append(max(points[-1][0], xs[-1]))
-                ys.append(ys[-1])
-                ax.plot(xs, ys, drawstyle="steps-post", color="#2166ac", linewidth=1.8,
-                        label="best baseline")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(True, alpha=0.3)
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-        ax.set_xlabel("experiment (seq)")
-        ax.set_ylabel(_plain(f"{name} ({unit})" if unit else name))
-        ax.set_title(_plain(f"{name}: {direction} is better"), fontsize=10)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    return buf.getvalue()
 
 
 def _stamp(ts: float | None) -> str:
@@ -185,6 +129,9 @@ def _row(e: dict[str, Any], direction: str) -> dict[str, Any]:
         "duration": seconds_str(duration(e)), "provenance": ", ".join(e.get("provenance") or []),
         "base": _mean_sd(e.get("base")), "cand": _mean_sd(e.get("cand")),
         "commit": (e.get("landed_commit") or e.get("cand_commit") or "")[:10],
+        "cand_commit": (e.get("cand_commit") or "")[:12],
+        "baseline": (e.get("baseline") or "")[:12], "logs": e.get("logs") or "",
+        "p": "–" if e.get("p_value") is None else f"{e['p_value']:.3g}",
     }
 
 
@@ -234,7 +181,7 @@ def _cost(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """Compute (catalog price x time), API (the proposer's model calls) and their total."""
     cost = summary.get("cost") or {}
     api = summary.get("api_cost") or {}
-    if not cost:
+    if not cost or not cost.get("total_usd"):  # a local offline run costs nothing to show
         return []
     calls = f" ({api.get('calls', 0)} calls, {api.get('input_tokens', 0)} in / " \
             f"{api.get('output_tokens', 0)} out tokens)" if api.get("calls") else ""
@@ -276,23 +223,33 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_report(summary: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write report.md (+ progress.svg next to it) and a self-contained report.html.
+def write_report(summary: dict[str, Any], out_dir: Path,
+                 samples: dict[int, dict[str, list[float]]] | None = None,
+                 hypotheses: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """Write report.md (+ progress.svg and forest.svg next to it) and a self-contained
+    report.html. `samples` (per experiment seq) and `hypotheses` come from the journal.
 
     Each file is written to a temporary file in `out_dir` and moved into place. Returns
     (markdown path, html path).
     """
     from markupsafe import Markup
 
+    from readfirst.report.view import charts
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = build_context(summary)
-    svg = progress_svg(summary)
-    md = _env().get_template("report.md.j2").render(**ctx, plot_file="progress.svg")
-    inline = Markup(svg[svg.find("<svg"):])  # no XML declaration / DOCTYPE inside HTML
-    html = _env().get_template("report.html.j2").render(**ctx, plot_svg=inline)
+    svg = charts(summary, samples or {})
+    ctx["hypotheses"] = hypotheses or []
+    ctx["kept_any"] = bool(ctx["winners"])
+    md = _env().get_template("report.md.j2").render(**ctx, plot_file="progress.svg",
+                                                    forest_file="forest.svg")
+    html = _env().get_template("report.html.j2").render(
+        **ctx, plot_svg=Markup(svg["progress"]), forest_svg=Markup(svg["forest"]),
+        funnel_svg=Markup(svg["funnel"]), samples_svgs=[Markup(x) for x in svg["samples"]])
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    _write_atomic(out_dir / "progress.svg", svg)
+    _write_atomic(out_dir / "progress.svg", svg["progress"])
+    _write_atomic(out_dir / "forest.svg", svg["forest"])
     _write_atomic(md_path, md)
     _write_atomic(html_path, html)
     return md_path, html_path
