@@ -198,4 +198,7 @@ def dashboard(directory: Path, run_id: str | None, host: str, port: int) -> None
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"dashboard: http://{shown}:{actual}/  (Ctrl-C stops it)")
     sys.stdout.flush()  # the address, before the server blocks
-    serve(make_app(journal, run_id, hosts=hosts), sock)
+    try:
+        serve(make_app(journal, run_id, hosts=hosts), sock)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM ends the view; no run is affected
+        err.print("dashboard stopped", markup=False)
