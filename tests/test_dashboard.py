@@ -55,6 +55,7 @@ def test_dashboard_follows_a_run_in_a_real_browser(tmp_path: Path) -> None:
         with sync_api.sync_playwright() as p:
             browser = launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(0)  # no upper time bound: a loaded machine is slow
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(url)

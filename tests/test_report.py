@@ -281,3 +281,39 @@ def test_html_funnel_table(summary: dict[str, Any], written: tuple[str, str, Pat
     ctx = build_context(summary)
     for label, count in ctx["funnel"]:
         assert re.search(rf"<th>{label}</th><td class=\"num\">{count}</td>", html), label
+
+
+def test_charts_colour_by_result_and_escape_titles(summary: dict[str, Any]) -> None:
+    from readfirst.report.charts import COLOURS, forest_plot, progress_chart
+
+    summary["experiments"][6]["title"] = "<script>alert(1)</script>"
+    svg = progress_chart(summary)
+    ET.fromstring(svg)  # well-formed
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    # one star per kept winner (the confirmation), never one for its exploration too
+    kept = [e for e in summary["experiments"] if e["outcome"] == "kept" and e["kind"] == "confirm"]
+    assert svg.count("<polygon") == len(kept) + 1  # + the legend's star
+    # experiments without a measurement are on the axis, as crosses
+    unmeasured = [e for e in summary["experiments"] if e["cand"] is None]
+    assert svg.count("<path d=") == len(unmeasured)
+    # inconclusive is amber, not green; each row's CI is drawn
+    forest = forest_plot(summary)
+    ET.fromstring(forest)
+    inconclusive = next(e for e in summary["experiments"] if e["verdict"] == "inconclusive")
+    assert f"#{inconclusive['seq']} " in forest
+    assert COLOURS["inconclusive"] in forest and COLOURS["inconclusive"] != COLOURS["improved"]
+    measured = [e for e in summary["experiments"] if e["ratio"] is not None]
+    assert forest.count('stroke-width="3"') == len(measured)
+
+
+def test_no_kept_means_no_stars_and_no_zero_cost(summary: dict[str, Any], tmp_path: Path) -> None:
+    for e in summary["experiments"]:
+        if e["outcome"] == "kept":
+            e["outcome"] = "discarded"
+    summary["cost"] = {"compute_usd": 0.0, "api_usd": 0.0, "total_usd": 0.0}
+    _md, html = write_report(summary, tmp_path, machine={
+        "host": "bench-1", "cpus": 2, "base_cv_median": 0.02, "measured": 7})
+    text = html.read_text()
+    assert "stars" not in text and "<polygon" not in _inline_svg(text)
+    assert "$0.0000" not in text and "<h2>Cost</h2>" not in text
+    assert "bench-1, 2 CPUs" in text and "median CV of the base side 2.00% over 7" in text

@@ -70,14 +70,15 @@ def report(directory: Path, run_id: str | None) -> None:
     from readfirst.cli import _loop_summary
     from readfirst.compare import Target
     from readfirst.report import write_report
-    from readfirst.report.view import connect_read_only, hypotheses, samples_by_seq
+    from readfirst.report.view import connect_read_only, hypotheses, machine, samples_by_seq
     from readfirst.workspace import Workspace
 
     summary = _loop_summary(directory, run_id)
     ws = Workspace(Target.at(directory).root)
     db = connect_read_only(ws.journal_path)
     try:
-        extra = samples_by_seq(db, summary["run_id"]), hypotheses(db)
+        samples = samples_by_seq(db, summary["run_id"])
+        extra = samples, hypotheses(db), machine(db, summary["run_id"], samples)
     finally:
         db.close()
     md, html = write_report(summary, ws.state / "reports" / summary["run_id"], *extra)

@@ -498,9 +498,10 @@ def _candidate_tree(target: Target, cand: Candidate, res: JobResult, baseline: s
 
 def _write_report(log: LoopLog, ws: Workspace, loop_id: str) -> None:
     from readfirst.report import write_report
-    from readfirst.report.view import hypotheses, samples_by_seq
+    from readfirst.report.view import hypotheses, machine, samples_by_seq
 
     out_dir = ws.state / "reports" / loop_id
-    _md, html = write_report(log.summary(loop_id), out_dir, samples_by_seq(log.db, loop_id),
-                             hypotheses(log.db))
+    samples = samples_by_seq(log.db, loop_id)
+    _md, html = write_report(log.summary(loop_id), out_dir, samples, hypotheses(log.db),
+                             machine(log.db, loop_id, samples))
     log.set_report(loop_id, str(html))

@@ -225,7 +225,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def write_report(summary: dict[str, Any], out_dir: Path,
                  samples: dict[int, dict[str, list[float]]] | None = None,
-                 hypotheses: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
+                 hypotheses: list[dict[str, Any]] | None = None,
+                 machine: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write report.md (+ progress.svg and forest.svg next to it) and a self-contained
     report.html. `samples` (per experiment seq) and `hypotheses` come from the journal.
 
@@ -242,6 +243,11 @@ def write_report(summary: dict[str, Any], out_dir: Path,
     svg = charts(summary, samples or {})
     ctx["hypotheses"] = hypotheses or []
     ctx["kept_any"] = bool(ctx["winners"])
+    m = machine or {}
+    ctx["machine"] = {"host": m.get("host") or "–", "cpus": m.get("cpus") or "–",
+                      "noise": "–" if m.get("base_cv_median") is None else
+                      f"median CV of the base side {m['base_cv_median']:.2%} over "
+                      f"{m['measured']} experiment(s)"}
     md = _env().get_template("report.md.j2").render(**ctx, plot_file="progress.svg",
                                                     forest_file="forest.svg")
     html = _env().get_template("report.html.j2").render(

@@ -46,10 +46,12 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def _svg(width: int, height: int, body: list[str], label: str) -> str:
+def _svg(width: int, height: int, body: list[str], label: str, fluid: bool = False) -> str:
+    """`fluid` charts fill their container's width (up to 1.6x their drawn size)."""
+    size = (f'width="100%" style="max-width: {int(width * 1.6)}px"' if fluid
+            else f'width="{width}" height="{height}"')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}">'
-            + "".join(body) + "</svg>")
+            f'{size} role="img" aria-label="{escape(label)}">' + "".join(body) + "</svg>")
 
 
 def _empty(width: int, height: int, text: str) -> str:
@@ -174,7 +176,7 @@ def progress_chart(summary: dict[str, Any], width: int = 760, height: int = 300)
              f'stroke="#2166ac" stroke-width="2"/><text x="{left + pw + 38}" y="{top + 10}" '
              f'{FONT}>baseline</text>']
     body += _legend(present, left + pw + 14, top + 24)
-    return _svg(width, height, body, f"progress of {name}")
+    return _svg(width, height, body, f"progress of {name}", fluid=True)
 
 
 def forest_plot(summary: dict[str, Any], width: int = 760) -> str:
@@ -224,7 +226,7 @@ def forest_plot(summary: dict[str, Any], width: int = 760) -> str:
         else:
             body.append(f'<circle cx="{X(m):.1f}" cy="{y:.1f}" r="4.5" fill="{colour(res)}">'
                         f'<title>{escape(tip)}</title></circle>')
-    return _svg(width, height, body, "forest plot of changes")
+    return _svg(width, height, body, "forest plot of changes", fluid=True)
 
 
 def samples_chart(title: str, base: list[float], cand: list[float], result: str,

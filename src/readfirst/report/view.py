@@ -5,7 +5,10 @@ state of running experiments, and the charts. Used by the dashboard (live) and `
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,21 @@ def hypotheses(db: sqlite3.Connection) -> list[dict[str, Any]]:
         return []
 
 
+def machine(db: sqlite3.Connection, run_id: str,
+            samples: dict[int, dict[str, list[float]]]) -> dict[str, Any]:
+    """Where the run measured and how noisy it was: host, CPUs (when this is that host), and
+    the median CV of the base side over the run's experiments (the noise floor)."""
+    row = db.execute("SELECT host FROM loop_runs WHERE id = ?", (run_id,)).fetchone()
+    host = row[0] if row else None
+    cvs = []
+    for s in samples.values():
+        base = s["base"]
+        if len(base) >= 2 and statistics.fmean(base):
+            cvs.append(statistics.stdev(base) / statistics.fmean(base))
+    return {"host": host, "cpus": os.cpu_count() if host == socket.gethostname() else None,
+            "base_cv_median": statistics.median(cvs) if cvs else None, "measured": len(cvs)}
+
+
 def latest_run_id(db: sqlite3.Connection) -> str | None:
     try:
         row = db.execute("SELECT id FROM loop_runs ORDER BY started DESC, rowid DESC LIMIT 1"
@@ -100,4 +118,5 @@ def run_view(db: sqlite3.Connection, run_id: str | None = None) -> dict[str, Any
         "run_id": run_id, "generated": time.time(), "summary": summary, "context": ctx,
         "live": [s.model_dump() | {"line": state_line(s)} for s in live],
         "hypotheses": hypotheses(db), "charts": charts(summary, samples),
+        "machine": machine(db, run_id, samples),
     }

@@ -72,12 +72,13 @@ function renderBrief(v) {
 }
 
 function renderNoise(v) {
-  const box = document.getElementById("noise");
+  const box = document.getElementById("noise"), m = v.machine || {};
   box.replaceChildren();
-  const noise = v.context.noise;
-  if (!noise.length) { box.append(el("p", "no worker noise checks in this run (local workers are paired by rounds)", "muted")); return; }
   const dl = el("dl");
-  for (const n of noise) dl.append(el("dt", n.worker), el("dd", "baseline CV " + n.cv + " over " + n.runs + " runs" + (n.quarantined === "yes" ? ", quarantined" : "")));
+  dl.append(el("dt", "host"), el("dd", (m.host || "?") + (m.cpus ? ", " + m.cpus + " CPUs" : "")));
+  dl.append(el("dt", "noise floor"), el("dd", m.base_cv_median === null || m.base_cv_median === undefined ? "–" :
+    "median CV of the base side " + (100 * m.base_cv_median).toFixed(2) + " % over " + m.measured + " experiment(s)"));
+  for (const n of v.context.noise) dl.append(el("dt", "worker " + n.worker), el("dd", "baseline CV " + n.cv + " over " + n.runs + " runs" + (n.quarantined === "yes" ? ", quarantined" : "")));
   box.append(dl);
 }
 
