@@ -99,7 +99,7 @@ def test_dashboard_is_read_only_and_local(tmp_path: Path) -> None:
     target = make_target(tmp_path / "t")
     code, _, proc = run_cli("dashboard", "--port", "0", cwd=target)
     assert code == 2 and "no journal yet" in proc.stderr
-    run_cli("bench", "--rounds", "2", cwd=target)  # a journal, no loop run yet
+    run_cli("bench", "--rounds", "2", cwd=target, timeout=None)  # a journal, no loop run yet
     dash, url = start_dashboard(target)
     try:
         import httpx

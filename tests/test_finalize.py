@@ -82,7 +82,7 @@ def finished_run(tmp_path: Path) -> tuple[Path, dict]:
     git(repo, "reset", "-q", "--", "src/params.h")
     write(repo, "src/params.h", "#define SCALE 1.0\n")
     code, summary, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
-                                  "--workers", "2", "--json", cwd=repo)
+                                  "--workers", "2", "--json", cwd=repo, timeout=None)
     assert code == 0, proc.stderr
     kept = {e["title"] for e in summary["experiments"] if e["outcome"] == "kept"}
     assert kept == {"01-halve-scale", "02-double-speed", "03-bonus", "04-quarter-scale"}, \
@@ -127,7 +127,7 @@ def test_finalize_makes_independent_branches(finished_run: tuple[Path, dict],
     _stand_in_gh(bin_dir, log)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
     code, result, proc = run_cli("finalize", "--push", "origin", "--pr", "--json", cwd=repo,
-                                 env=env)
+                                 env=env, timeout=None)
     assert code == 0, proc.stderr
     groups = {frozenset(w["title"] for w in g["winners"]): g for g in result["groups"]}
     # 04 rewrites 01's line: grouped; 03 only helps on top of 01: grouped; 02 stands alone
@@ -165,7 +165,7 @@ def test_finalize_makes_independent_branches(finished_run: tuple[Path, dict],
     alone = groups[frozenset({"02-double-speed"})]["branch"]
     assert git(repo, "diff", "--name-only", base, alone).split() == ["src/speed.h"]
     # a second finalize does not overwrite the branches silently
-    code, _, proc = run_cli("finalize", cwd=repo, env=env)
+    code, _, proc = run_cli("finalize", cwd=repo, env=env, timeout=None)
     assert code == 2 and "exists" in proc.stderr
 
 
@@ -173,14 +173,14 @@ def test_finalize_needs_push_for_pr_and_a_finished_run_with_winners(tmp_path: Pa
     from conftest import make_target
 
     repo = make_target(tmp_path / "t")
-    code, _, proc = run_cli("finalize", "--pr", cwd=repo)
+    code, _, proc = run_cli("finalize", "--pr", cwd=repo, timeout=None)
     assert code == 2 and "--push" in proc.stderr
     no_gh = tmp_path / "empty-bin"
     no_gh.mkdir()
     os.symlink(shutil.which("git"), no_gh / "git")
     code, _, proc = run_cli("finalize", "--push", "origin", "--pr", cwd=repo,
-                            env={"PATH": str(no_gh)})
+                            env={"PATH": str(no_gh)}, timeout=None)
     assert code == 2 and "`gh`" in proc.stderr  # said before anything is measured
-    code, _, proc = run_cli("finalize", cwd=repo)
+    code, _, proc = run_cli("finalize", cwd=repo, timeout=None)
     assert code == 2 and "no journal yet" in proc.stderr
     json.dumps({})

@@ -91,7 +91,7 @@ def test_init_without_a_benchmark_writes_a_stub_and_bench_says_what_to_do(
     spec = load_spec(root)
     assert spec.target.bench == "./autoresearch.sh" and spec.metric.name == "wall_ms"
     commit(root, "readfirst config and stub")
-    code, _, proc = run_cli("bench", cwd=root)
+    code, _, proc = run_cli("bench", cwd=root, timeout=None)
     assert code == 3
     # the failing step's own words and where its log is, not just an exit code
     assert "set CMD to the command to time" in proc.stderr
@@ -100,7 +100,7 @@ def test_init_without_a_benchmark_writes_a_stub_and_bench_says_what_to_do(
     # once CMD is set, the stub measures
     stub.write_text(stub.read_text().replace('CMD=""', 'CMD="./build/prog"'))
     commit(root, "time the program")
-    code, data, proc = run_cli("bench", "--rounds", "2", "--json", cwd=root)
+    code, data, proc = run_cli("bench", "--rounds", "2", "--json", cwd=root, timeout=None)
     assert code == 0, proc.stderr
     assert data["metric"]["name"] == "wall_ms" and data["median"] > 0
 
@@ -109,7 +109,7 @@ def test_failing_base_shows_tail_and_log(target: Path) -> None:
     write(target, "readfirst.toml", TOML.replace('bench = "./autoresearch.sh"',
                                                  'bench = "./no-such-bench.sh"'))
     commit(target, "bench renamed")
-    code, _, proc = run_cli("bench", "--rounds", "2", cwd=target)
+    code, _, proc = run_cli("bench", "--rounds", "2", cwd=target, timeout=None)
     assert code == 3
     assert "exit code 127" in proc.stderr and "not found" in proc.stderr
     assert re.search(r"log: \S+base-bench\S*\.err", proc.stderr) or "log: " in proc.stderr
@@ -122,7 +122,7 @@ def test_compare_worktree_right_after_init_is_measured(tmp_path: Path) -> None:
     root = make_target(tmp_path / "t", toml="")
     _init(root)  # readfirst.toml now exists, uncommitted
     write(root, "src/params.h", params(BASE_WORK // 2))  # the user's uncommitted change
-    code, data, proc = run_cli("compare", "HEAD", "WORKTREE", "--json", cwd=root)
+    code, data, proc = run_cli("compare", "HEAD", "WORKTREE", "--json", cwd=root, timeout=None)
     assert code == 0, proc.stderr
     assert data["verdict"] == "improved", data["reason"]
     # the snapshot carries the code change but not the config: that is read from the tree
@@ -134,7 +134,7 @@ def test_a_committed_config_change_is_still_refused(target: Path) -> None:
     write(target, "readfirst.toml", TOML.replace("noise_threshold = 0.02",
                                                  "noise_threshold = 0.5"))
     commit(target, "loosen the judge")
-    code, data, _ = run_cli("compare", "HEAD~1", "HEAD", "--json", cwd=target)
+    code, data, _ = run_cli("compare", "HEAD~1", "HEAD", "--json", cwd=target, timeout=None)
     assert code == 0 and data["verdict"] == "refused"
     assert data["files"] == ["readfirst.toml"]
 
@@ -175,7 +175,7 @@ def _patch_half(target: Path, tmp_path: Path) -> Path:
 def test_one_numbering_in_console_status_and_commits(target: Path, tmp_path: Path) -> None:
     patches = _patch_half(target, tmp_path)
     code, _, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
-                            "--workers", "2", cwd=target)
+                            "--workers", "2", cwd=target, timeout=None)
     assert code == 0, proc.stderr
     code, status, _ = run_cli("status", "--json", cwd=target)
     by_seq = {e["seq"]: e for e in status["experiments"]}
@@ -192,7 +192,8 @@ def test_empty_patches_directory_is_an_error_and_leaves_no_branch(target: Path,
     empty = tmp_path / "nothing"
     empty.mkdir()
     (empty / "README").write_text("ideas go here\n")
-    code, _, proc = run_cli("run", "--proposer", "patches", "--patches", str(empty), cwd=target)
+    code, _, proc = run_cli("run", "--proposer", "patches", "--patches", str(empty),
+                            cwd=target, timeout=None)
     assert code == 2 and "no .patch or .diff files" in proc.stderr
     assert git(target, "for-each-ref", "refs/heads/readfirst/") == ""
 
