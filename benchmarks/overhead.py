@@ -1,18 +1,21 @@
 """Orchestration overhead of the loop, and incremental-build reuse, on the bundled demo target.
 
 Prints two Markdown tables:
-1. per experiment of a real `readfirst demo`-style loop (2 local workers): wall time from
-   submission to result, the time inside build / checks / warm-up / benchmark / apply, and the
-   rest (worker start-up, worktree checkout, hashing, journal writes, statistics);
+1. per experiment of a real `readfirst demo`-style loop (local workers, persistent: one
+   process per worker for the whole run): wall time from submission to result, the time inside
+   build / checks / warm-up / benchmark / apply, and the rest (handing the job to the worker,
+   worktree checkout, hashing, journal writes, statistics, and with several workers the wait
+   for the machine-wide timed-runs lock, which this script makes private to its own run);
 2. a worker's build of the demo target: clean build, incremental build after a one-file change,
    and a no-op rebuild of the same commit, as `readfirst compare` sees them.
 
-Usage: .venv/bin/python benchmarks/overhead.py [--workers 2]
+Usage: .venv/bin/python benchmarks/overhead.py [--workers 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -86,8 +89,10 @@ def build_reuse() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
+    # other readfirst runs on this machine (CI, other users) must not make ours wait
+    os.environ["READFIRST_TIMED_LOCK"] = tempfile.mktemp(prefix="rf-overhead-lock-")
     started = time.perf_counter()
     build_reuse()
     loop_overhead(args.workers)

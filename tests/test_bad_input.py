@@ -71,8 +71,9 @@ def test_no_spec_at_all(tmp_path: Path) -> None:
 
 
 def test_too_few_rounds_for_any_verdict(target: Path) -> None:
-    _, _, proc = run_cli("compare", "HEAD", "HEAD", "--max-rounds", "5", cwd=target)
-    _assert_clean_exit_2(proc, target, "max_rounds = 5 is too few")
+    _, _, proc = run_cli("compare", "HEAD", "HEAD", "--rounds", "3", "--max-rounds", "3",
+                         cwd=target)
+    _assert_clean_exit_2(proc, target, "max_rounds = 3 is too few")
 
 
 def test_usage_error_exits_2(target: Path) -> None:

@@ -16,7 +16,7 @@ from readfirst.guards import check_changes, matches
 
 def test_toml_defaults_and_always_protected(target: Path) -> None:
     spec = load_spec(target)
-    assert spec.target.build == "make" and spec.compare.alpha == 0.05
+    assert spec.target.build == "make" and spec.compare.alpha == 0.005
     assert spec.compare.mode == "interleaved"
     assert "readfirst.toml" in spec.protected_patterns()
 

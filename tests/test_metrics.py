@@ -23,7 +23,7 @@ from readfirst.metrics import (
 from readfirst.metrics.llama_bench import base_name as llama_base_name
 
 DATA = Path(__file__).parent / "data" / "metrics"
-JSON_FORMATS = FORMATS[1:]
+JSON_FORMATS = tuple(f for f in FORMATS if f.endswith("-json"))
 
 
 def read(name: str) -> str:
@@ -41,13 +41,14 @@ def lines(*rows: str) -> str:
 # --- registry ------------------------------------------------------------------------------
 
 
-def test_formats_are_the_documented_five() -> None:
+def test_formats_are_the_documented_six() -> None:
     assert FORMATS == (
         "metric-lines",
         "llama-bench-json",
         "hyperfine-json",
         "pytest-benchmark-json",
         "google-benchmark-json",
+        "go-bench",
     )
     assert available_formats()[: len(FORMATS)] == FORMATS
 

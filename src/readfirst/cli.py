@@ -440,3 +440,7 @@ from readfirst import cli_ship  # noqa: E402
 for _command in (cli_ship.status, cli_ship.report, cli_ship.export, cli_ship.finalize,
                  cli_ship.dashboard):
     cli.add_command(_command)
+
+from readfirst.judge_cmd import judge as _judge_command  # noqa: E402
+
+cli.add_command(_judge_command)

@@ -80,12 +80,12 @@ def compare(
     config = tuple(target.repo_patterns(list(C.CONFIG_FILES)))
     base_sha = gitcli.resolve_commit(target.repo, base_rev, keep_from_head=config)
     cand_sha = gitcli.resolve_commit(target.repo, cand_rev, keep_from_head=config)
-    plan = plan_looks(spec.compare.rounds, spec.compare.max_rounds, spec.compare.alpha)
+    plan = plan_looks(spec.compare.rounds, spec.compare.max_rounds, spec.compare.alpha,
+                      spec.compare.spending)
     if not plan.active_looks:
         raise ConfigError(
-            f"[compare] max_rounds = {spec.compare.max_rounds} is too few: the exact rank test "
-            f"cannot reach alpha = {spec.compare.alpha} over the planned looks {plan.looks}; "
-            "raise max_rounds (10 or more)"
+            f"[compare] max_rounds = {spec.compare.max_rounds} is too few: no look can decide "
+            f"before {C.MIN_ROUNDS_FOR_TEST} rounds; raise max_rounds (10 or more)"
         )
     cpu_sets = None
     if spec.compare.mode == "duet":
@@ -235,15 +235,16 @@ def _measure(
         alpha=cfg.alpha,
         noise_threshold=cfg.noise_threshold,
         direction=spec.metric.direction,
+        spending=cfg.spending,
     )
     progress("benchmark rounds", len(seq.base), cfg.max_rounds)
-    plan = plan_looks(cfg.rounds, cfg.max_rounds, cfg.alpha)
     return judge_measurement(
         Evidence(
             metric=_metric_info(spec, runner.metric_name),
             direction=spec.metric.direction,
             noise_threshold=cfg.noise_threshold,
-            alpha_look=plan.alpha_per_look,
+            alpha_look=seq.alpha_look,
+            alpha=cfg.alpha,
             plausible_ratio=cfg.plausible_ratio,
             seq=seq,
             wall_base=walls["base"],

@@ -76,6 +76,7 @@ class CompareSection(_Section):
     max_rounds: int = Field(C.DEFAULT_MAX_ROUNDS, ge=1)
     noise_threshold: float = Field(C.DEFAULT_NOISE_THRESHOLD, ge=0, lt=1)
     alpha: float = Field(C.DEFAULT_ALPHA, gt=0, lt=1)
+    spending: Literal["pocock", "obrien_fleming"] = C.DEFAULT_SPENDING
     warmup: int = Field(C.DEFAULT_WARMUP, ge=0)
     mode: Literal["interleaved", "duet"] = C.DEFAULT_MODE
     plausible_ratio: float = Field(C.PLAUSIBLE_RATIO, gt=1)

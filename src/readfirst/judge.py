@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from readfirst import constants as C
+from readfirst.render import format_change
 from readfirst.stats import (
     RatioTest,
     SequentialResult,
@@ -44,6 +45,7 @@ class Evidence:
     seq: SequentialResult
     wall_base: list[float]
     wall_cand: list[float]
+    alpha: float | None = None  # family-wise alpha of the looks (their CIs are repeated CIs)
     secondary_base: list[dict[str, float]] = field(default_factory=list)
     secondary_cand: list[dict[str, float]] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
@@ -77,16 +79,16 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
         verdict = "suspect"
         flags.append("implausible_ratio")
         reason = (
-            f"cand/base ratio {test.ratio:.3f} is beyond the plausibility bound "
-            f"{bound:g}x: check the benchmark's parsing before trusting it"
+            f"{format_change(test.ratio)} (cand/base {test.ratio:.3f}) is beyond the "
+            f"plausibility bound {bound:g}x: check the benchmark's parsing before trusting it"
         )
     elif verdict in ("improved", "regressed") and _wall_disagrees(test, wall, ev):
         verdict = "suspect"
         flags.append("wall_time_disagrees")
         reason = (
-            f"the metric says {seq.decision} (ratio {test.ratio:.3f}) but readfirst's own "
-            f"timing of the benchmark says the opposite (wall ratio {wall.ratio:.3f}, "
-            f"p={wall.p_value:.3g})"
+            f"the metric says {seq.decision} ({format_change(test.ratio)}) but readfirst's "
+            f"own timing of the benchmark says the opposite (wall time "
+            f"{format_change(wall.ratio)}, p={wall.p_value:.2g})"
         )
 
     return {
@@ -97,10 +99,14 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
         "change": test.ratio - 1,
         "ci_low": test.ci_low,
         "ci_high": test.ci_high,
-        "ci_level": test.ci_level,
+        "ci_level": _ci_level(test, ev),
+        "ci_level_look": test.ci_level,
         "p_value": test.p_value,
+        "alpha": ev.alpha,
         "alpha_look": ev.alpha_look,
         "rounds": test.n,
+        "screened_rounds": test.screened,
+        "stopped": seq.stopped,
         "base": side_dict(seq.base),
         "cand": side_dict(seq.cand),
         "wall": {"ratio": wall.ratio, "ci_low": wall.ci_low, "ci_high": wall.ci_high,
@@ -120,18 +126,28 @@ def _wall_disagrees(test: RatioTest, wall: RatioTest, ev: Evidence) -> bool:
     return (metric_better and wall_slower) or (not metric_better and wall_faster)
 
 
+def _ci_level(test: RatioTest, ev: Evidence) -> float:
+    """The level the reported CI holds: the looks' family level (repeated CIs) when known."""
+    return 1.0 - ev.alpha if ev.alpha is not None else test.ci_level
+
+
 def _stat_reason(verdict: str, test: RatioTest, ev: Evidence) -> str:
-    pct = (test.ratio - 1) * 100
-    ci = f"{test.ci_level:.1%} CI [{test.ci_low:.4f}, {test.ci_high:.4f}]"
-    thr = f"±{ev.noise_threshold:.1%}"
+    change = format_change(test.ratio, test.ci_low, test.ci_high, _ci_level(test, ev),
+                           significant=test.p_value < ev.alpha_look, decimals=2)
+    thr = f"{ev.noise_threshold:.0%}" if ev.noise_threshold * 100 == round(
+        ev.noise_threshold * 100) else f"{ev.noise_threshold:.1%}"
+    p = f"p={test.p_value:.2g} (level of this look {ev.alpha_look:.2g})"
+    rounds = f"{test.n} rounds" + (f", {test.screened} screened out as bursts"
+                                   if test.screened else "")
     if verdict in ("improved", "regressed"):
-        return f"{pct:+.2f}% (p={test.p_value:.3g} < {ev.alpha_look:.3g}; {ci} beyond {thr})"
+        return f"{change}, {p}, {rounds}: significant and beyond the {thr} noise threshold"
     if verdict == "no_change":
-        return f"{pct:+.2f}%, {ci} lies inside the noise threshold {thr}"
-    return (
-        f"{pct:+.2f}% after {test.n} rounds: p={test.p_value:.3g}, {ci} straddles {thr} "
-        "(more rounds, a quieter machine or duet mode may decide it)"
-    )
+        return f"{change}, {rounds}: the CI excludes a gain of {thr}, so no gain worth keeping"
+    if ev.seq.stopped == "not_promising":
+        return (f"{change}, {p}, {rounds}: not promising (below half the {thr} noise "
+                "threshold on the better side), so no more rounds were spent on it")
+    return (f"{change}, {p}, {rounds}: undecided at max_rounds "
+            "(a quieter machine or duet mode may decide it)")
 
 
 def _secondary(

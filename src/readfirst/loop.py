@@ -26,6 +26,7 @@ from readfirst.executors import Job, JobResult, make_executor
 from readfirst.journal import Journal
 from readfirst.loop_journal import FINAL_STATUSES, LoopLog
 from readfirst.proposers import BudgetExceeded, ProposerContext, get_proposer
+from readfirst.render import format_change
 from readfirst.research.orchestrate import refresh_from_experiments, research_after_landing
 from readfirst.workspace import Workspace
 
@@ -467,9 +468,8 @@ def _land_commit(target: Target, cand: Candidate, res: JobResult, baseline: str,
         cand.title,
         "",
         f"{m.get('name')}: {r['base']['median']:.4g} -> {r['cand']['median']:.4g}{unit} "
-        f"({r['ratio'] - 1:+.2%}, {r['ci_level']:.1%} CI [{r['ci_low'] - 1:+.2%}, "
-        f"{r['ci_high'] - 1:+.2%}], p={r['p_value']:.3g}, {r['rounds']} rounds, "
-        f"confirmed on {res.worker})",
+        f"({format_change(r['ratio'], r['ci_low'], r['ci_high'], r['ci_level'], decimals=2)}, "
+        f"p={r['p_value']:.2g}, {r['rounds']} rounds, confirmed on {res.worker})",
     ]
     if cand.provenance:
         lines.append("Provenance: " + ", ".join(cand.provenance))

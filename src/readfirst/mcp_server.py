@@ -42,8 +42,9 @@ from readfirst.proposers.forks import (
     divergent_commits,
     fetch,
 )
+from readfirst.render import format_change
 from readfirst.report import write_report
-from readfirst.report.status import change_str, ci_str, status_rows
+from readfirst.report.status import status_rows
 from readfirst.research import Finding, ResearchContext
 from readfirst.research.history import commit_patches, perf_cues
 from readfirst.research.orchestrate import research_target
@@ -93,16 +94,14 @@ def _ident_env(repo: Path) -> dict[str, str]:
 
 
 def change_line(result: dict[str, Any]) -> str:
-    """`time_ms (lower is better): -49.8 % (98.3% CI [-50.1, -49.5] %), p = 0.0001, 10 rounds`."""
+    """`time_ms (lower is better): -49.8 % [-50.1, -49.5] % (99.3 % CI), p = 0.0001, 10 rounds`."""
     metric = result.get("metric") or {}
-    level = result.get("ci_level")
-    ci = f"{level:.1%} CI" if isinstance(level, int | float) else "CI"
     p = result.get("p_value")
     p_txt = f", p = {p:.2g}" if isinstance(p, int | float) else ""
+    change = format_change(result.get("ratio"), result.get("ci_low"), result.get("ci_high"),
+                           result.get("ci_level"))
     return (f"{metric.get('name') or 'metric'} ({metric.get('direction', '?')} is better): "
-            f"{change_str(result.get('ratio'))} ({ci} "
-            f"{ci_str(result.get('ci_low'), result.get('ci_high'))}){p_txt}, "
-            f"{result.get('rounds') or 0} rounds")
+            f"{change}{p_txt}, {result.get('rounds') or 0} rounds")
 
 
 class ExperimentLog:

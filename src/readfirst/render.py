@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 VERDICT_STYLE = {
     "improved": "bold green",
@@ -113,16 +114,18 @@ def print_compare(console: Console, r: dict[str, Any]) -> None:
     console.print(f"metric {m['name'] or '?'} ({unit}{m['direction']} is better)\n")
     if r["base"] and r["cand"]:
         console.print(_stats_table([_side_row("base", r["base"]), _side_row("cand", r["cand"])]))
+        significant = r.get("alpha_look") is None or r["p_value"] < r["alpha_look"]
+        change = format_change(r["ratio"], r["ci_low"], r["ci_high"], r["ci_level"],
+                               significant=significant, decimals=2)
         console.print(
-            f"\ncand/base {r['ratio']:.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}] "
-            f"{r['ci_level']:.1%} CI   p={r['p_value']:.3g}   "
-            f"wall-time ratio {r['wall']['ratio']:.4f}"
+            f"\nchange {change}   {format_p(r['p_value'])}   "
+            f"wall time {format_change(r['wall']['ratio'])}",
+            markup=False,
         )
         for name, s in r.get("secondary", {}).items():
-            ratio = s["ratio"]
-            change = f"{ratio - 1:+.1%}" if ratio is not None else "?"
             console.print(
-                f"  {name}: {_num(s['base_median'])} -> {_num(s['cand_median'])} ({change})"
+                f"  {name}: {_num(s['base_median'])} -> {_num(s['cand_median'])} "
+                f"({format_change(s['ratio'])})", markup=False,
             )
     style = VERDICT_STYLE.get(r["verdict"], "bold")
     console.print(f"\nverdict: [{style}]{r['verdict']}[/]  ", end="")
@@ -147,3 +150,79 @@ def print_bench(console: Console, r: dict[str, Any]) -> None:
     if r.get("reason"):
         console.print(r["reason"], markup=False)
     console.print(f"logs: {r['logs']}", style="dim", markup=False)
+
+
+# --- the one notation for changes (terminal, report, commit messages, MCP) -----------------
+
+
+def format_level(level: float) -> str:
+    """A CI level as text: 0.95 -> "95 %", 0.983 -> "98.3 %"."""
+    pct = level * 100
+    return f"{pct:.0f} %" if abs(pct - round(pct)) < 0.05 else f"{pct:.1f} %"
+
+
+def format_change(ratio: float | None, ci_low: float | None = None, ci_high: float | None = None,
+                  ci_level: float | None = None, *, significant: bool = True,
+                  decimals: int = 1) -> str:
+    """A cand/base (or new/old) ratio as readfirst writes it everywhere: the change in percent,
+    its CI in percent with the level, and a leading "~" (benchstat's mark) when it is not
+    significant, e.g. "-17.2 % [-17.6, -16.8] % (95 % CI)" or "~ +0.3 % [-1.2, +1.8] % (95 % CI)".
+    Ratios stay in the JSON; this is only the text."""
+    if ratio is None or not math.isfinite(ratio):
+        return "–"
+    text = f"{(ratio - 1) * 100:+.{decimals}f} %"
+    if ci_low is not None and ci_high is not None:
+        text += f" [{(ci_low - 1) * 100:+.{decimals}f}, {(ci_high - 1) * 100:+.{decimals}f}] %"
+        if ci_level is not None:
+            text += f" ({format_level(ci_level)} CI)"
+    return text if significant else f"~ {text}"
+
+
+def format_p(p: float | None) -> str:
+    return "p=–" if p is None else f"p={p:.2g}" if p >= 0.0001 else "p<0.0001"
+
+
+# --- readfirst judge -------------------------------------------------------------------------
+
+
+def _median_cell(side: dict[str, Any]) -> str:
+    spread = side.get("ci_spread")
+    pm = "± ∞" if spread is None else f"± {spread:.0%}"
+    return f"{_num(side['median'])} {pm}"
+
+
+def print_judge(console: Console, r: dict[str, Any]) -> None:
+    """benchstat-style tables, one per unit: medians ± CI, change with its CI, p and n."""
+    level = format_level(r["ci_level"])
+    units: dict[str, list[dict[str, Any]]] = {}
+    for row in r["rows"]:
+        units.setdefault(row["unit"], []).append(row)
+    for unit, rows in units.items():
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        direction = rows[0]["direction"]
+        table.add_column(f"{unit or 'value'} ({direction} is better)", justify="left")
+        table.add_column(str(r["old"]), justify="right")
+        table.add_column(str(r["new"]), justify="right")
+        table.add_column(f"change [{level} CI]", justify="right")
+        table.add_column("p, n", justify="left")
+        table.add_column("verdict", justify="left")
+        for row in rows:
+            change = "~" if not row["significant"] else format_change(
+                row["ratio"], row["ci_low"], row["ci_high"])
+            table.add_row(row["name"], _median_cell(row["old"]), _median_cell(row["new"]),
+                          change, f"({format_p(row['p_value'])} n={row['old']['n']}+"
+                          f"{row['new']['n']})",
+                          Text(row["verdict"], style=VERDICT_STYLE.get(row["verdict"], "")))
+        geo = r["geomean"].get(unit)
+        if geo and len(rows) > 1:
+            table.add_row("geomean", _num(geo["old"]), _num(geo["new"]),
+                          format_change(geo["ratio"]), "", "")
+        console.print(table)
+        console.print()
+    for side in ("only_old", "only_new"):
+        if r.get(side):
+            console.print(f"only in {r[side.split('_')[1]]}: " + ", ".join(r[side]),
+                          markup=False)
+    console.print(f"~: not significant at alpha = {r['alpha']:g} (two-sided rank-sum test); "
+                  f"improved / regressed also need the change beyond the "
+                  f"{r['noise_threshold']:.0%} noise threshold", style="dim", markup=False)

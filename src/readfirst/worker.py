@@ -1,7 +1,11 @@
 """One experiment in one worker: apply the candidate on the baseline, then compare.
 
-Run as `python -m readfirst.worker JOB.json RESULT.json WORKER`; the result file is written
-atomically at the end, so a worker that dies leaves no result and is recorded as such.
+`python -m readfirst.worker --serve WORKER` is the local executor's persistent worker: it reads
+one JSON line per job from stdin (`{"job", "result", "log"}` paths), sends its output to the
+job's log, runs it, and writes the result file atomically; it exits at end of input. Imports
+(readfirst, numpy, scipy) are paid once per worker, not once per experiment.
+`python -m readfirst.worker JOB.json RESULT.json WORKER` runs a single job the same way.
+A worker that dies leaves no result file and is recorded as such.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from readfirst.candidate import ApplyError, Candidate, apply_candidate
@@ -74,15 +79,50 @@ def _on_sigterm(_signo: int, _frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through RunningStep, which kills its process group
 
 
-def main(argv: list[str]) -> int:
-    job_path, result_path, worker = Path(argv[0]), Path(argv[1]), argv[2]
-    signal.signal(signal.SIGTERM, _on_sigterm)
+def _run_one(job_path: Path, result_path: Path, worker: str) -> None:
+    """One job to its result file; a bug in readfirst becomes a worker_died result."""
     job = Job(**json.loads(job_path.read_text()))
     try:
         res = run_job(job, worker)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # the worker stays up for the next job; the log has the trace
+        traceback.print_exc()
+        res = JobResult(job.exp_id, worker, "worker_died",
+                        reason=f"worker {worker} failed: {type(e).__name__}: {e}")
+    write_result(result_path, res)
+
+
+def _to_log(path: Path) -> None:
+    """Send this process's stdout and stderr (and its children's) to the job's log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def serve(worker: str) -> int:
+    """Run the jobs named on stdin, one at a time, until end of input."""
+    stdin = sys.stdin.buffer
+    while True:
+        line = stdin.readline()
+        if not line:
+            return 0
+        request = json.loads(line)
+        _to_log(Path(request["log"]))
+        _run_one(Path(request["job"]), Path(request["result"]), worker)
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        if argv[:1] == ["--serve"]:
+            return serve(argv[1])
+        _run_one(Path(argv[0]), Path(argv[1]), argv[2])
     except KeyboardInterrupt:
         return 130
-    write_result(result_path, res)
     return 0
 
 

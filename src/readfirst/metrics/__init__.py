@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 
 from readfirst.metrics import (
+    go_bench,
     google_benchmark,
     hyperfine,
     llama_bench,
@@ -35,6 +36,7 @@ FORMATS: tuple[str, ...] = (
     "hyperfine-json",
     "pytest-benchmark-json",
     "google-benchmark-json",
+    "go-bench",
 )
 ENTRY_POINT_GROUP = "readfirst.metric_formats"
 
@@ -44,6 +46,7 @@ _BUILTIN: dict[str, MetricParser] = {
     hyperfine.FORMAT: hyperfine.parse,
     pytest_benchmark.FORMAT: pytest_benchmark.parse,
     google_benchmark.FORMAT: google_benchmark.parse,
+    go_bench.FORMAT: go_bench.parse,
 }
 assert tuple(_BUILTIN) == FORMATS
 

@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from readfirst.render import VERDICT_STYLE
+from readfirst.render import VERDICT_STYLE, format_change
 
 PENDING = ("queued", "running")
 
@@ -44,17 +44,14 @@ def ci_str(low: float | None, high: float | None) -> str:
 
 
 def evidence_str(r: dict[str, Any], metric: dict[str, Any] | None = None) -> str:
-    """A measurement in one line: "tok_s 36.9 -> 41.9 tok/s (+13.6 %, 95.0 % CI [+12.0,
-    +15.0] %, p=0.002, 10 rounds)". Takes a compare result or an experiment row."""
+    """A measurement in one line: "tok_s 36.9 -> 41.9 tok/s (+13.6 % [+12.0, +15.0] % (95 %
+    CI), p=0.002, 10 rounds)". Takes a compare result or an experiment row."""
     m = r.get("metric") or metric or {}
     base, cand = (r.get("base") or {}).get("median"), (r.get("cand") or {}).get("median")
     head = f"{m.get('name') or 'metric'} " if m.get("name") or base is not None else ""
     if base is not None and cand is not None:
         head += f"{num(base)} -> {num(cand)}" + (f" {m['unit']}" if m.get("unit") else "") + " "
-    parts = [change_str(r.get("ratio"))]
-    if r.get("ci_low") is not None:
-        level = f"{r['ci_level'] * 100:.1f} % " if r.get("ci_level") else ""
-        parts.append(f"{level}CI {ci_str(r.get('ci_low'), r.get('ci_high'))}")
+    parts = [format_change(r.get("ratio"), r.get("ci_low"), r.get("ci_high"), r.get("ci_level"))]
     if r.get("p_value") is not None:
         parts.append(f"p={r['p_value']:.3g}")
     if r.get("rounds"):
