@@ -68,7 +68,12 @@ class ForksProposer(RecordsSkips):
             except (gitcli.GitError, UnicodeDecodeError) as e:
                 self._skipped.append((f"fork:{comp.name}", comp.name, f"fetch failed: {e}"))
                 continue
-            ported = port_competitor(ctx, comp, cap)
+            try:
+                ported = port_competitor(ctx, comp, cap)
+            except gitcli.GitError as e:  # the listing itself failed: this fork, not the run
+                self._skipped.append((f"fork:{comp.name}", comp.name,
+                                      f"cannot list its commits: {e}"))
+                continue
             self._skipped += ported.skipped
             out += ported.candidates
             reports.append(ported.report)

@@ -127,6 +127,8 @@ def parse_diff(diff: str) -> list[FileHunks]:
 
 
 def _defines(line: str, into: set[str]) -> None:
+    if "(" not in line or len(line) > 300:  # generated or minified lines define nothing here
+        return
     m = _DEF_LINE.match(line)
     if m and m[1] not in ("if", "for", "while", "switch", "return"):
         into.add(m[1])
