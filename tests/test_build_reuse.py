@@ -40,6 +40,9 @@ def reuse_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
     write(target, "src/params.h", params(work=2_000_000))
     cand = commit(target, "a third of the work")
     git(target, "reset", "-q", "--hard", base)
+    write(target, "src/params.h", params(work=2_500_000))
+    git(target, "branch", "-q", "later", commit(target, "less work again"))
+    git(target, "reset", "-q", "--hard", base)
     log = tmp_path / "compiles.log"
     monkeypatch.setenv("COMPILE_LOG", str(log))
     return target, log, cand
@@ -66,6 +69,19 @@ def test_fresh_candidate_starts_from_the_base_build(reuse_target) -> None:
     assert compiles(log, "w1-base") == []
     assert compiles(log, "w1-cand") == ["prog.o"]
     assert (slots / "w1-base/build/where.txt").read_text().strip() == str(slots / "w1-base")
+    # the next candidate in a seeded slot is an ordinary incremental build: the slot's files
+    # are moved by `reset --hard`, which rewrites (and so rebuilds) only what changed
+    log.write_text("")
+    later = git(target, "rev-parse", "later")
+    from readfirst.candidate import Candidate, apply_candidate
+
+    cand_slot = slots / "w0-cand"
+    diff = git(target, "diff", "--full-index", "HEAD", later) + "\n"
+    applied = apply_candidate(cand_slot, git(target, "rev-parse", "HEAD"),
+                              Candidate("later", "later", "", diff, "test"))
+    result = compare(Target.at(target), "HEAD", applied, spec, slots=("w0-base", "w0-cand"))
+    assert result["verdict"] == "improved"
+    assert compiles(log, "w0-base") == [] and compiles(log, "w0-cand") == ["prog.o"]
 
 
 def test_clean_rebuild_does_not_reuse(reuse_target) -> None:

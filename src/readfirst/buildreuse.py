@@ -169,4 +169,7 @@ def _transplant_mtimes(src: Path, dst: Path) -> None:
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
         else:
             os.utime(target, ns=(now, now))
+    # The index caches each file's stat data; a mismatch makes the next `reset --hard`
+    # rewrite the file (mtime now: everything rebuilds). Same contents: refresh the cache.
+    gitcli.git(dst, "update-index", "-q", "--refresh", check=False)
 

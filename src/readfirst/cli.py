@@ -340,8 +340,7 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
                            patches_dir=str(Path(patches_dir).resolve()) if patches_dir else None)
     from readfirst.timedlock import oversubscribed
 
-    warning = oversubscribed(opts.workers if opts else workers, spec, opts.executor if opts
-                             else executor)
+    warning = opts and oversubscribed(opts.workers, spec, opts.executor)  # resume: as before
     if warning:
         err.print(f"warning: {warning}", markup=False, highlight=False)
     with _live(target, not as_json) as live:
