@@ -285,9 +285,13 @@ def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path],
     _add_gated(target, patches, gate)
     proc = _start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"
-    _wait_for(db_path, "SELECT id FROM experiments WHERE status = 'running'"
-              " AND candidate_id = 'patch:00-waits-for-gate.patch'", bool,
-              "the gated experiment running", proc)
+    # Ctrl-C once the loop only waits: the gated candidate runs alone, 01, 02 and 04 are
+    # settled (03-stale touches the gated candidate's file and does not apply: it waits)
+    _wait_for(db_path, "SELECT candidate_id, status, pid FROM experiments",
+              lambda rows: [c for c, s, pid in rows if s == "running" and pid] == [
+                  "patch:00-waits-for-gate.patch"]
+              and sum(s in ("finished", "skipped") for _c, s, _p in rows) >= 3,
+              "the gated experiment running alone", proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate()
     assert proc.returncode == 130, err

@@ -13,12 +13,7 @@ from typing import Any
 
 from readfirst import gitcli
 
-COMMIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "readfirst",
-    "GIT_AUTHOR_EMAIL": "readfirst@localhost",
-    "GIT_COMMITTER_NAME": "readfirst",
-    "GIT_COMMITTER_EMAIL": "readfirst@localhost",
-}
+COMMIT_IDENTITY = gitcli.COMMIT_IDENTITY  # re-exported for the executors that import it here
 
 
 @dataclass(frozen=True)
@@ -29,6 +24,8 @@ class Candidate:
     diff: str  # unified diff (git format), applied with `git apply --3way`
     source: str  # the proposer: "forks", "patches", ...
     provenance: tuple[str, ...] = field(default_factory=tuple)  # e.g. "fastfork@<sha>", "a.c:12"
+    parent: str | None = None  # a repair: the id of the candidate it fixes
+    attempt: int = 0  # a repair: 1, 2, ... (0: not a repair)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

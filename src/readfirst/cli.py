@@ -306,7 +306,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
               help="Experiments measured at once, each in its own worktrees.")
 @click.option("--max-experiments", type=click.IntRange(min=1),
               help="Stop after this many candidates were tried (confirmations not counted).")
-@click.option("--max-time", type=click.FloatRange(min=0), help="Seconds; no wave starts after.")
+@click.option("--max-time", type=click.FloatRange(min=0),
+              help="Seconds; no experiment starts after.")
 @click.option("--patience", type=click.IntRange(min=1), help="Stop after K non-wins in a row.")
 @click.option("--pin-cpus", is_flag=True, help="Pin each worker to its own CPUs.")
 @click.option("--base", default="HEAD", show_default=True, help="Revision to start from.")
@@ -314,12 +315,14 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
               help="Where experiments run (default: [executor] kind, else local).")
 @click.option("--dry-run", is_flag=True, help="SkyPilot: write the task YAMLs, launch nothing.")
 @click.option("--max-cost", type=click.FloatRange(min=0), help="USD, compute + API.")
+@click.option("--waves", is_flag=True,
+              help="Waves of W candidates: wait for the slowest, then confirm winners one by one.")
 @click.option("--resume", is_flag=True, help="Continue the last interrupted run.")
 @json_option
 def run(directory: Path, proposer: str | None, patches_dir: str | None, workers: int,
         max_experiments: int | None, max_time: float | None, patience: int | None,
         pin_cpus: bool, base: str, executor: str | None, dry_run: bool,
-        max_cost: float | None, resume: bool, as_json: bool) -> None:
+        max_cost: float | None, waves: bool, resume: bool, as_json: bool) -> None:
     """The loop: propose, measure in parallel, keep real winners.
 
     Each candidate is measured against the current baseline on its own worker; a winner is
@@ -336,7 +339,7 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
             raise ConfigError("--proposer patches needs --patches DIR")
         opts = LoopOptions(proposer=proposer, workers=workers, max_experiments=max_experiments,
                            max_time=max_time, patience=patience, pin_cpus=pin_cpus, base=base,
-                           executor=executor, dry_run=dry_run, max_cost=max_cost,
+                           executor=executor, dry_run=dry_run, max_cost=max_cost, waves=waves,
                            patches_dir=str(Path(patches_dir).resolve()) if patches_dir else None)
     from readfirst.timedlock import oversubscribed
 

@@ -11,6 +11,13 @@ from readfirst.errors import ConfigError
 
 # The special revision name meaning "HEAD plus the uncommitted changes of the working tree".
 WORKTREE = "WORKTREE"
+# Who readfirst's own commits (snapshots, candidates, landed winners) are by.
+COMMIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "readfirst",
+    "GIT_AUTHOR_EMAIL": "readfirst@localhost",
+    "GIT_COMMITTER_NAME": "readfirst",
+    "GIT_COMMITTER_EMAIL": "readfirst@localhost",
+}
 
 
 class GitError(RuntimeError):
@@ -92,13 +99,35 @@ def snapshot_worktree(repo: Path, *, keep_from_head: tuple[str, ...] = ()) -> st
         head,
         "-m",
         "readfirst: snapshot of the uncommitted working tree",
-        env={
-            "GIT_AUTHOR_NAME": "readfirst",
-            "GIT_AUTHOR_EMAIL": "readfirst@localhost",
-            "GIT_COMMITTER_NAME": "readfirst",
-            "GIT_COMMITTER_EMAIL": "readfirst@localhost",
-        },
+        env=COMMIT_IDENTITY,
     )
+
+
+def applies(repo: Path, base: str, diff: str) -> bool:
+    """Whether `diff` applies on `base` (3-way), checked in a private index."""
+    with tempfile.TemporaryDirectory(prefix="readfirst-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        patch = Path(tmp) / "change.patch"
+        patch.write_text(diff if diff.endswith("\n") else diff + "\n")
+        git(repo, "read-tree", base, env=env)
+        try:
+            git(repo, "apply", "--cached", "--3way", "--whitespace=nowarn", str(patch), env=env)
+        except GitError:
+            return False
+    return True
+
+
+def commit_diff(repo: Path, base: str, diff: str, message: str) -> str:
+    """A commit (on no branch) of `diff` applied on `base` with a 3-way fallback, made in a
+    private index: no worktree is touched. GitError when it does not apply."""
+    with tempfile.TemporaryDirectory(prefix="readfirst-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        patch = Path(tmp) / "change.patch"
+        patch.write_text(diff if diff.endswith("\n") else diff + "\n")
+        git(repo, "read-tree", base, env=env)
+        git(repo, "apply", "--cached", "--3way", "--whitespace=nowarn", str(patch), env=env)
+        tree = git(repo, "write-tree", env=env)
+    return git(repo, "commit-tree", tree, "-p", base, "-m", message, env=COMMIT_IDENTITY)
 
 
 def tree_of(repo: Path, commit: str) -> str:

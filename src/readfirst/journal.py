@@ -15,97 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,              -- compare | bench
-    status TEXT NOT NULL,            -- running | done | interrupted | error
-    started REAL NOT NULL,
-    finished REAL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    target TEXT NOT NULL,
-    metric TEXT,
-    spec_json TEXT NOT NULL,
-    verdict TEXT,
-    result_json TEXT,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS revisions (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    role TEXT NOT NULL,              -- base | cand
-    rev TEXT NOT NULL,               -- as the user wrote it
-    commit_sha TEXT NOT NULL,
-    tree_sha TEXT NOT NULL,
-    worktree TEXT,
-    PRIMARY KEY (run_id, role)
-);
-CREATE TABLE IF NOT EXISTS steps (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    role TEXT NOT NULL,
-    step TEXT NOT NULL,              -- build | checks | warmup | bench
-    round INTEGER,
-    cmd TEXT NOT NULL,
-    exit_code INTEGER,
-    timed_out INTEGER NOT NULL,
-    seconds REAL NOT NULL,
-    stdout_path TEXT NOT NULL,
-    stderr_path TEXT NOT NULL,
-    finished REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS samples (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    round INTEGER NOT NULL,
-    role TEXT NOT NULL,
-    position INTEGER NOT NULL,       -- order within the round (0 first); duet: both 0
-    value REAL,                      -- the primary metric; NULL when missing
-    metrics_json TEXT NOT NULL,      -- every metric the benchmark printed
-    wall_seconds REAL NOT NULL,      -- timed by readfirst itself
-    step_id INTEGER REFERENCES steps(id),
-    PRIMARY KEY (run_id, round, role)
-);
-CREATE TABLE IF NOT EXISTS loop_runs (
-    id TEXT PRIMARY KEY,             -- the run id, also in the branch name readfirst/<id>
-    status TEXT NOT NULL,            -- running | done | interrupted
-    started REAL NOT NULL,
-    finished REAL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    target TEXT NOT NULL,
-    branch TEXT NOT NULL,
-    base_commit TEXT NOT NULL,
-    baseline TEXT NOT NULL,          -- the current baseline: the branch head
-    options_json TEXT NOT NULL,      -- proposer, workers, limits: what --resume reuses
-    stop_reason TEXT,
-    report TEXT
-);
-CREATE TABLE IF NOT EXISTS experiments (
-    id INTEGER PRIMARY KEY,
-    loop_id TEXT NOT NULL REFERENCES loop_runs(id),
-    seq INTEGER NOT NULL,            -- 1, 2, ... within the loop run
-    wave INTEGER NOT NULL,
-    kind TEXT NOT NULL,              -- explore | confirm
-    candidate_id TEXT NOT NULL,
-    candidate_json TEXT NOT NULL,    -- the Candidate, diff included
-    baseline TEXT NOT NULL,
-    worker TEXT,
-    pid INTEGER,
-    status TEXT NOT NULL,            -- running | finished | skipped | worker_died | cancelled
-    verdict TEXT,
-    outcome TEXT,                    -- kept | discarded | NULL (pending or not final)
-    reason TEXT,
-    result_json TEXT,                -- the compare verdict object
-    cand_commit TEXT,
-    landed_commit TEXT,
-    timings_json TEXT,
-    started REAL NOT NULL,
-    finished REAL,
-    UNIQUE (loop_id, seq)
-);
-CREATE INDEX IF NOT EXISTS samples_by_run ON samples(run_id, role);
-CREATE INDEX IF NOT EXISTS revisions_by_tree ON revisions(tree_sha);
-"""
+from readfirst.schema import migrate
 
 
 def _pid_alive(pid: int) -> bool:
@@ -127,7 +37,7 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
+        migrate(self.db, path)
         self._mark_interrupted()
 
     def close(self) -> None:

@@ -1,507 +1,463 @@
-"""`readfirst run`: the optimisation loop, top to bottom.
+"""`readfirst run`: the optimisation loop.
 
-propose -> waves of up to W candidates, each compared against the current baseline on its own
-worker -> winners (best first) re-measured on a different worker, against the baseline as it is
-then (gains may not stack) -> a confirmed winner becomes a commit on `readfirst/<run-id>` and the
-new baseline -> next wave. Stops on --max-experiments, --max-time, --patience or when no
-candidates are left. The journal records every step, so `--resume` continues after a kill.
+Every idle worker takes the next piece of work at once: a noise check when one is due, a
+winner to confirm, else the next candidate. Whatever finishes is judged: an exploration that
+wins waits for a confirmation on another worker, against the baseline as it is then (gains
+may not stack); one that fails to build or pass the checks may come back repaired. A
+confirmed winner lands, one at a time, as a commit on `readfirst/<run-id>` and becomes the
+baseline; a confirmation measured on a baseline that moved meanwhile is measured again.
+Research is refreshed from the results every W explorations. `--waves` keeps the old rhythm
+(W candidates, wait for all, confirm the winners one by one). The stop rules are one method;
+the journal records every step, so `--resume` continues after a kill.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from readfirst import constants as C
 from readfirst import gitcli
-from readfirst.candidate import COMMIT_IDENTITY, Candidate, normalized_diff_hash
+from readfirst.candidate import Candidate
 from readfirst.compare import Target
 from readfirst.config import Spec
-from readfirst.errors import BaseFailedError, ConfigError
-from readfirst.executors import Job, JobResult, make_executor
-from readfirst.journal import Journal
-from readfirst.loop_journal import FINAL_STATUSES, LoopLog
-from readfirst.proposers import BudgetExceeded, ProposerContext, get_proposer
-from readfirst.render import format_change
+from readfirst.executors import Executor, Handle, Job, JobResult
+from readfirst.landing import LandingQueue, Tried, files_of, found_on, land_commit
+from readfirst.loop_setup import LoopOptions, Setup, new_run_id, open_run, repair_of, restore
+from readfirst.loop_workers import WorkerPool, run_alone
+from readfirst.novelty import Novelty
+from readfirst.proposers import BudgetExceeded, Proposer
 from readfirst.research.orchestrate import refresh_from_experiments, research_after_landing
-from readfirst.workspace import Workspace
+
+__all__ = ["Loop", "LoopOptions", "new_run_id", "run_loop"]
 
 Say = Callable[[str], None]
+Kind = Literal["explore", "confirm", "noise", "verify"]
 
 
 @dataclass
-class LoopOptions:
-    proposer: str
-    workers: int = 2
-    max_experiments: int | None = None
-    max_time: float | None = None  # seconds; no new wave starts after it
-    patience: int | None = None  # stop after this many explored candidates in a row without a win
-    patches_dir: str | None = None
-    pin_cpus: bool = False
-    base: str = "HEAD"
-    executor: str | None = None  # overrides [executor] kind
-    dry_run: bool = False  # remote executors: write what would run, launch nothing
-    max_cost: float | None = None  # USD, compute + API; no wave starts after it
+class Flight:
+    """A job in flight: what it measures, on which baseline, and the winner it confirms."""
 
-
-@dataclass
-class _Tried:
     cand: Candidate
-    exp_id: int
-    result: JobResult
+    kind: Kind
+    worker: str
+    baseline: str
+    handle: Handle
+    winner: Tried | None = None
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
+NOISE_STUB = Candidate("noise-check", "worker noise check (A vs A)", "", "", "readfirst")
+
+
+class Loop:
+    """One run of the loop. Build it with `Loop.start` or `Loop.resume`, then `run()`."""
+
+    def __init__(self, setup: Setup, say: Say) -> None:
+        self.s, self.say = setup, say
+        self.log, self.run_id, self.opts = setup.log, setup.run_id, setup.opts
+        self.executor, self.proposer = setup.executor, setup.proposer
+        self.baseline = setup.baseline
+        self.novelty = Novelty(self.log, self.run_id)
+        self.flights: dict[int, Flight] = {}
+        self.landing = LandingQueue(setup.target.repo, setup.baseline, setup.spec)
+        self.pool = WorkerPool(setup.executor, setup.noise, self.log, self.run_id, say)
+        self.apply_checks: dict[tuple[str, str], bool] = {}  # (candidate, baseline) -> applies
+        self.halted: str | None = None  # the baseline failed, or the proposer's budget ran out
+        self.started = time.monotonic()
+        # results and landings since the proposer was last asked (it was, for `candidates`)
+        self.answers_since_ask = 0 if setup.candidates else 1
+        self.wave_open = False  # --waves: the current wave's explorations are dispatched
+        self.wave_fill = 0  # explorations dispatched in the current wave
+        self.finished_explorations = 0
+        self.queue: deque[Candidate] = deque()
+        self._restore(setup.rows, setup.candidates)
+
+    # --- building it -------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, target: Target, spec: Spec, opts: LoopOptions, say: Say = lambda _m: None,
+              *, executor: Executor | None = None, proposer: Proposer | None = None) -> Loop:
+        """A new run from `opts.base`; `executor` / `proposer` replace the configured ones."""
+        return cls(open_run(target, spec, opts, resume=False, executor=executor,
+                            proposer=proposer), say)
+
+    @classmethod
+    def resume(cls, target: Target, spec: Spec, say: Say = lambda _m: None) -> Loop:
+        """The last interrupted run, with the options it was started with."""
+        loop = cls(open_run(target, spec, None, resume=True), say)
+        say(f"resuming run {loop.run_id} at {gitcli.short(loop.baseline)}")
+        return loop
+
+    def _restore(self, rows: list[Any], candidates: list[Candidate]) -> None:
+        """What the journal says is done; the rest is queued."""
+        self.record_skipped(self.proposer.skipped)
+        done = restore(self.log, rows, candidates)
+        for winner in done.winners:  # found by a killed run, not confirmed yet
+            self.landing.add(winner)
+        self.queue.extend(self.admit(done.todo))
+        self.explored, self.nonwins, self.wave = done.explored, done.nonwins, done.wave
+        if not self.s.resumed:
+            self.say(f"run {self.run_id}: branch {self.s.branch} from "
+                     f"{gitcli.short(self.baseline)}")
+        self.say(f"{len(candidates)} candidates from {self.opts.proposer}, {len(self.queue)} to "
+                 f"try, {len(self.proposer.skipped)} skipped")
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Until nothing can start and nothing is in flight: give every idle worker its next
+        piece of work, then judge whatever finishes. The run summary at the end."""
+        with self.s.cleanup:
+            try:
+                while self.dispatch() or self.flights:
+                    handles = [f.handle for f in self.flights.values()]
+                    for res in self.executor.wait_any(handles):
+                        self.judge(res)
+            except KeyboardInterrupt:
+                self.executor.close()
+                self.log.finish(self.run_id, "interrupted", "interrupted")
+                self.write_report()
+                raise
+            return self.finish()
+
+    def dispatch(self) -> bool:
+        """Start the next piece of work on every idle worker; whether anything started."""
+        if self.halted:
+            return False
+        if self.opts.waves:
+            return self.dispatch_wave()
+        started = False
+        for worker in self.pool.idle({f.worker for f in self.flights.values()}):
+            if self.start_next(worker):
+                started = True
+            elif not self.landing.winners:  # nothing for this worker is nothing for others
+                break
+        return started
+
+    def start_next(self, worker: str) -> bool:
+        """A noise check when due, else a winner to confirm, else the next candidate."""
+        if self.pool.noise_due(worker, self.wave) and (self.queue or self.landing.winners):
+            self.submit(NOISE_STUB, worker, "noise")
+            return True
+        winner = self.landing.take(worker, single=len(self.pool.healthy()) == 1)
+        if winner is not None:
+            self.submit(winner.cand, worker, "confirm", winner)
+            return True
+        if self.stop_reason() is None and (self.queue or self.propose()):
+            cand = self.next_candidate()
+            if cand is not None:
+                self.submit(cand, worker, "explore")
+                return True
+        return False
+
+    def dispatch_wave(self) -> bool:
+        """--waves: W explorations, wait for all, then each winner confirmed alone."""
+        if self.flights:
+            return False
+        if self.landing.winners:
+            pool, found = self.pool.healthy(), found_on(self.landing.winners[0])
+            worker = ([w for w in pool if w != found] or pool)[0]
+            winner = self.landing.take(worker, single=len(pool) == 1)
+            if winner is not None:
+                self.submit(winner.cand, worker, "confirm", winner)
+                return True
+        if self.wave_open:
+            self.wave_open = False
+            self.next_wave()
+        if self.stop_reason() is not None or not (self.queue or self.propose()):
+            return False
+        due = [w for w in self.pool.healthy() if self.pool.noise_due(w, self.wave)]
+        for worker in due:
+            self.submit(NOISE_STUB, worker, "noise")
+        if due:
+            return True
+        size = min(len(self.pool.healthy()), len(self.queue), self.experiments_left())
+        self.say(f"wave {self.wave}: {size} candidate(s) on {gitcli.short(self.baseline)}")
+        for worker in self.pool.healthy()[:size]:
+            self.submit(self.queue.popleft(), worker, "explore")
+        self.wave_open = True
+        return True
+
+    def stop_reason(self) -> str | None:
+        """Why no new candidate may start now (None: go on). Work in flight still finishes,
+        and winners already found are still confirmed."""
+        o = self.opts
+        if o.max_experiments is not None and self.explored >= o.max_experiments:
+            return "max experiments"
+        if o.max_time is not None and time.monotonic() - self.started >= o.max_time:
+            return "max time"
+        if o.patience is not None and self.nonwins >= o.patience:
+            return "patience"
+        if self.pool.all_quarantined():
+            return "every worker is too noisy (quarantined)"
+        if o.max_cost is not None and self.spent() >= o.max_cost:
+            return "max cost"
+        return None
+
+    def propose(self) -> bool:
+        """Ask a thinking proposer again, on the current baseline, knowing what was tried
+        (only once something new came back since it was last asked); whether it gave any."""
+        if not getattr(self.proposer, "continuous", False) or not self.answers_since_ask:
+            return False
+        if self.landing.busy():  # the baseline is about to move: ask on the new one
+            return False
+        self.answers_since_ask = 0
+        ctx = self.s.ctx
+        ctx.baseline = self.baseline
+        ctx.history = [e for e in self.log.summary(self.run_id)["experiments"]
+                       if e["kind"] == "explore"]
+        try:
+            fresh = self.admit(self.proposer.propose(ctx))
+        except BudgetExceeded as e:
+            self.halt(f"max cost: {e}")
+            return False
+        self.record_skipped(self.proposer.skipped)
+        self.say(f"{self.opts.proposer}: {len(fresh)} new candidate(s)")
+        self.queue.extend(fresh)
+        return bool(fresh)
+
+    def submit(self, cand: Candidate, worker: str, kind: Kind,
+               winner: Tried | None = None) -> None:
+        """Journal the experiment, then hand its job to the worker."""
+        on = self.landing.tip if kind == "confirm" else self.baseline
+        exp_id = self.log.start_experiment(self.run_id, self.wave, kind, cand, on, worker)
+        seq = self.log.seq_of(exp_id)  # the one number console, status and commits show
+        if kind in ("explore", "confirm"):
+            self.novelty.remember(cand, seq)
+        job = Job(exp_id, str(self.s.target.root), on, cand.to_dict(),
+                  self.s.spec.model_dump(), clean_build=kind in ("confirm", "verify"),
+                  kind="noise" if kind == "noise" else "experiment")
+        handle = self.executor.submit(job, worker)
+        self.log.set_pid(exp_id, handle.pid or 0)
+        self.flights[exp_id] = Flight(cand, kind, worker, on, handle, winner)
+        if winner is not None:
+            self.landing.started(winner, exp_id)
+        if kind == "explore":
+            self.explored += 1
+            self.wave_fill += 1
+            if not self.opts.waves and self.wave_fill >= len(self.executor.workers):
+                self.next_wave()
+        if kind != "noise":
+            self.say(f"  [{worker}] {kind} #{seq}: {cand.title}")
+
+    def judge(self, res: JobResult) -> None:
+        """Record what came back, then act on it by kind."""
+        flight = self.flights.pop(res.exp_id)
+        final = res.status in ("skipped", "worker_died", "dry_run")
+        self.log.finish_experiment(res.exp_id, res.status, verdict=res.verdict,
+                                   reason=res.reason, result=res.result,
+                                   cand_commit=res.cand_commit, timings=res.timings,
+                                   outcome="discarded" if final else None)
+        if flight.kind != "noise":
+            self.say(f"  [{res.worker}] #{self.log.seq_of(res.exp_id)} "
+                     f"{res.verdict or res.status}: {res.reason}")
+        if res.status == "base_failed":
+            self.halt(f"baseline cannot be measured: {res.reason}")
+            return
+        tried = Tried(flight.cand, res.exp_id, res)
+        if flight.kind == "noise":
+            self.pool.judge_noise(flight.worker, res.exp_id, res, self.wave)
+        elif flight.winner is not None:
+            self.confirm(tried)
+        else:
+            self.judge_exploration(tried)
+
+    def judge_exploration(self, tried: Tried) -> None:
+        """A winner waits for its confirmation; a loser is discarded, and repaired if its
+        proposer can; every W explorations the research is refreshed."""
+        res = tried.result
+        self.finished_explorations += 1
+        self.answers_since_ask += 1
+        if res.verdict == "improved":
+            self.landing.add(tried)
+        else:
+            self.nonwins += 1
+            if res.status == "finished":
+                self.log.discard([tried.exp_id])
+            self.queue.extendleft(reversed(self.repairs(tried)))
+        width = len(self.executor.workers)
+        if not self.opts.waves and self.finished_explorations % width == 0:
+            self.refresh_research()
+
+    def confirm(self, check: Tried) -> None:
+        """A confirmation came back. Winners land in the order their confirmations started,
+        each measured on the baseline with the ones before it: when one is not kept, those
+        measured on top of it are measured again (if they still won) on the new tip."""
+        stale = self.landing.back(check)
+        if stale is not None:
+            self.remeasure(stale, check)
+        while (head := self.landing.ready()) is not None:
+            assert head.check is not None
+            if self.confirmed(head.winner, head.check) and self.land(head.winner, head.check):
+                self.nonwins = 0
+                continue
+            self.nonwins += 1
+            for later in self.landing.cut():  # measured on top of a winner that is not kept
+                assert later.check is not None
+                self.remeasure(later.winner, later.check)
+        self.landing.settle(self.baseline)
+
+    def confirmed(self, winner: Tried, check: Tried) -> bool:
+        """Whether the second measurement agrees; if not, both are discarded."""
+        res = check.result
+        if res.verdict == "improved" and res.result is not None and res.cand_commit:
+            return True
+        moved = "on the new baseline " if winner.result.result and \
+            winner.result.result.get("base_commit") != self.baseline else ""
+        why = f"not confirmed {moved}on {res.worker}: {res.verdict or res.status}"
+        self.log.discard([check.exp_id])
+        self.log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
+        return False
+
+    def remeasure(self, winner: Tried, check: Tried) -> None:
+        """A confirmation measured on top of a winner that was not kept: a winner there is
+        measured again on the current tip; a loser there is discarded."""
+        if check.result.verdict != "improved":
+            self.confirmed(winner, check)
+            return
+        self.log.discard([check.exp_id], f"{check.result.reason}; measured on top of a "
+                         "winner that was not kept, so measured again")
+        self.landing.add(winner, first=True)
+
+    def land(self, winner: Tried, check: Tried) -> bool:
+        """Winner confirmed: the verify pool and the proposer's review must agree, then it
+        becomes a commit on the run's branch and the new baseline (one landing at a time)."""
+        verifier = self.s.verifier
+        if verifier is not None:  # e.g. an arm64 pool: the winner must win there too
+            other = run_alone(verifier, self.log, self.run_id, self.wave, winner.cand,
+                              self.baseline, self.s.target.root, self.s.spec)
+            if other.result.verdict != "improved":
+                got = other.result.verdict or other.result.status
+                why = f"not confirmed on the verify pool: {got}"
+                self.log.discard([winner.exp_id, check.exp_id, other.exp_id], why)
+                self.say(f"  {why}: {winner.cand.title}")
+                return False
+        if hasattr(self.proposer, "review"):  # e.g. an LLM reading the project's conventions
+            approve, why = self.proposer.review(self.s.ctx, winner.cand)
+            if not approve:
+                self.log.discard([winner.exp_id, check.exp_id], f"review veto: {why}")
+                self.say(f"  review veto: {winner.cand.title}: {why}")
+                return False
+        commit = land_commit(self.s.target, winner.cand, check.result, self.baseline,
+                             self.run_id, self.log.seq_of(check.exp_id))
+        self.log.land(self.run_id, [winner.exp_id, check.exp_id], commit)
+        self.answers_since_ask += 1
+        gitcli.git(self.s.target.repo, "update-ref", f"refs/heads/{self.s.branch}", commit,
+                   self.baseline)
+        change = (check.result.result or {}).get("ratio", 1.0) - 1
+        self.say(f"  kept: {winner.cand.title} ({change:+.2%}) -> {gitcli.short(commit)}")
+        self.baseline = commit
+        return True
+
+    def refresh_research(self) -> None:
+        """Hypotheses behind failed candidates are demoted in the brief; once a change has
+        landed, the research is run again on the new baseline."""
+        updated = refresh_from_experiments(self.s.ws, self.log.j, str(self.s.target.root),
+                                           self.log.summary(self.run_id)["experiments"])
+        if updated:
+            self.say(f"research: {updated} hypothesis(es) updated from wave {self.wave}")
+        research_after_landing(self.s.target, self.s.spec, self.baseline)
+
+    def finish(self) -> dict[str, Any]:
+        """Mark the run done with its stop reason, write the report; the run summary."""
+        for flight in list(self.flights.values()):  # only after a halt: cut off, not lost
+            self.executor.cancel(flight.handle)
+            self.log.finish_experiment(flight.handle.exp_id, "cancelled",
+                                       reason=f"cancelled: {self.halted}")
+        for pending in self.landing.pending:  # only after a halt: back, but not landed
+            if pending.check is not None:
+                self.log.discard([pending.exp_id, pending.winner.exp_id],
+                                 f"not landed: {self.halted}")
+        reason = self.halted or self.stop_reason() or "no candidates left"
+        if self.opts.dry_run:
+            reason = f"dry run: nothing launched ({reason})"
+        self.log.finish(self.run_id, "done", reason)
+        self.write_report()
+        self.say(f"stopped: {reason}")
+        return self.log.summary(self.run_id)
+
+    # --- the pieces --------------------------------------------------------------------------
+
+    def next_candidate(self) -> Candidate | None:
+        """The first queued candidate that can be measured now, taken off the queue. One
+        that touches a file of a change still being measured or landed, and does not apply
+        on the baseline, waits until that change is settled: a fork's later commit usually
+        builds on an earlier one (as it would in waves, where it came after it)."""
+        busy = self.landing.files()
+        for f in self.flights.values():
+            busy |= files_of(f.cand)
+        for i, cand in enumerate(self.queue):
+            if not files_of(cand) & busy or self.applies(cand):
+                del self.queue[i]
+                return cand
+        return None
+
+    def applies(self, cand: Candidate) -> bool:
+        key = (cand.id, self.baseline)
+        if key not in self.apply_checks:
+            self.apply_checks[key] = gitcli.applies(self.s.target.repo, self.baseline,
+                                                    cand.diff)
+        return self.apply_checks[key]
+
+    def repairs(self, tried: Tried) -> list[Candidate]:
+        """A fixed version of a candidate that failed to build or pass the checks."""
+        try:
+            new = repair_of(self.proposer, self.s.ctx, self.s.spec, tried.cand, tried.result)
+        except BudgetExceeded as e:
+            self.halt(f"max cost: {e}")
+            return []
+        return self.admit([new]) if new is not None else []
+
+    def admit(self, fresh: list[Candidate]) -> list[Candidate]:
+        """The novel candidates; the others are recorded as skipped with the reason."""
+        out, skipped = self.novelty.admit(fresh, self.baseline)
+        self.record_skipped(skipped)
+        return out
+
+    def record_skipped(self, skipped: list[tuple[str, str, str]]) -> None:
+        recorded = {r["candidate_id"] for r in self.log.experiments(self.run_id)}
+        for cid, title, reason in skipped:
+            if cid not in recorded:
+                stub = Candidate(cid, title, "", "", self.proposer.name)
+                exp = self.log.start_experiment(self.run_id, 0, "explore", stub, self.baseline,
+                                                None, "skipped")
+                self.log.finish_experiment(exp, "skipped", reason=reason, outcome="discarded")
+
+    def halt(self, why: str) -> None:
+        self.halted = why
+
+    def next_wave(self) -> None:
+        if self.opts.waves:
+            self.refresh_research()
+        self.wave += 1
+        self.wave_fill = 0
+
+    def experiments_left(self) -> int:
+        m = self.opts.max_experiments
+        return len(self.queue) if m is None else m - self.explored
+
+    def spent(self) -> float:
+        return float(self.log.summary(self.run_id)["cost"]["total_usd"])
+
+    def write_report(self) -> None:
+        from readfirst.report import write_report
+        from readfirst.report.view import hypotheses, machine, samples_by_seq
+
+        out_dir = self.s.ws.state / "reports" / self.run_id
+        samples = samples_by_seq(self.log.db, self.run_id)
+        _md, html = write_report(self.log.summary(self.run_id), out_dir, samples,
+                                 hypotheses(self.log.db),
+                                 machine(self.log.db, self.run_id, samples))
+        self.log.set_report(self.run_id, str(html))
 
 
 def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bool = False,
              say: Say = lambda _m: None) -> dict[str, Any]:
-    ws = Workspace(target.root)
-    # --- validate and propose before anything is written -------------------------------
-    journal: Journal | None = None
+    """`readfirst run`: start (or resume) a run and run it to the end; the run summary."""
     if resume:
-        if not ws.journal_path.exists():
-            raise ConfigError("nothing to resume: no run in this target yet")
-        journal = Journal(ws.journal_path)
-        log = LoopLog(journal)
-        row = log.get()
-        if row is None or row["status"] == "done":
-            journal.close()
-            raise ConfigError("nothing to resume: the last run finished (start a new one)")
-        if row["status"] == "running":
-            journal.close()
-            raise ConfigError(f"run {row['id']} is still running (pid {row['pid']})")
-        opts = LoopOptions(**json.loads(row["options_json"])["loop"])
-        base = row["base_commit"]
-    else:
-        assert opts is not None
-        base = gitcli.resolve_commit(target.repo, opts.base)
-    loop_id = row["id"] if resume and row is not None else new_run_id()
-    proposer = get_proposer(opts.proposer)
-    ctx = ProposerContext(repo=target.repo, root=target.root, rel=target.rel, baseline=base,
-                          spec=spec, state_dir=ws.state, run_id=loop_id,
-                          options={"patches_dir": opts.patches_dir})
-    try:
-        candidates = proposer.propose(ctx)
-    except BudgetExceeded:
-        candidates = []  # the run starts, and stops at once with the reason
-    except BaseException:
-        if journal is not None:
-            journal.close()
-        raise
-
-    ex_opts = dict(spec.executor)
-    ex_kind = opts.executor or str(ex_opts.pop("kind", "local"))
-    ex_opts.pop("kind", None)
-    verify_opts = ex_opts.pop("verify", None)  # a second pool (e.g. arm64) winners must pass
-    if opts.dry_run:
-        ex_opts["dry_run"] = True
-    jobs_dir = ws.state / "loops" / loop_id / "jobs"
-    try:  # a missing extra or a bad [executor] table fails before the run is created
-        executor = make_executor(ex_kind, ws, jobs_dir, opts.workers, pin_cpus=opts.pin_cpus,
-                                 options=ex_opts)
-    except BaseException:
-        if journal is not None:
-            journal.close()
-        raise
-    verifier = None
-    if isinstance(verify_opts, dict):
-        vo = dict(verify_opts)
-        verifier = make_executor(str(vo.pop("kind", "local")), ws, jobs_dir / "verify", 1,
-                                 options=vo)
-    brief = ws.state / "research" / "brief.md"
-    ctx.brief = brief if brief.is_file() else None
-
-    # --- open or create the run -----------------------------------------------------------
-    if resume:
-        assert journal is not None and row is not None
-        branch = row["branch"]
-        log.reopen(loop_id)
-        baseline = row["baseline"]  # the journal is the truth; the branch follows it
-        gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", baseline)
-        say(f"resuming run {loop_id} at {gitcli.short(baseline)}")
-    else:
-        ws.ensure()
-        journal = Journal(ws.journal_path)
-        log = LoopLog(journal)
-        branch = f"readfirst/{loop_id}"
-        gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", base)
-        metric = {"name": spec.metric.name, "unit": spec.metric.unit,
-                  "direction": spec.metric.direction}
-        log.create(loop_id, target.root, branch, base,
-                   {"loop": asdict(opts), "metric": metric, "workers": opts.workers,
-                    "proposer": opts.proposer})
-        baseline = base
-        say(f"run {loop_id}: branch {branch} from {gitcli.short(base)}")
-    rows = log.experiments(loop_id)
-
-    def record_skipped(skipped: list[tuple[str, str, str]]) -> None:
-        recorded = {r["candidate_id"] for r in log.experiments(loop_id)}
-        for cid, title, reason in skipped:
-            if cid not in recorded:
-                stub = Candidate(cid, title, "", "", proposer.name)
-                exp = log.start_experiment(loop_id, 0, "explore", stub, baseline, None,
-                                           "skipped")
-                log.finish_experiment(exp, "skipped", reason=reason, outcome="discarded")
-
-    # Novelty index: normalised diff -> (candidate id, where it was measured). This run's
-    # experiments are added as they start; earlier runs are read once per baseline.
-    this_run: dict[str, tuple[str, str]] = {}
-    other_runs: dict[str, dict[str, str]] = {}
-
-    def remember(cand: Candidate, seq: int, run: str, into: dict[str, tuple[str, str]]) -> None:
-        if cand.diff:
-            into.setdefault(normalized_diff_hash(cand.diff),
-                            (cand.id, f"experiment #{seq} of run {run}"))
-
-    for row in rows:
-        if row["status"] not in ("cancelled", "skipped"):
-            remember(Candidate.from_dict(json.loads(row["candidate_json"])), row["seq"],
-                     loop_id, this_run)
-
-    def duplicate_of(cand: Candidate) -> str | None:
-        """Novelty: the same edit was measured before in this run, or on this baseline in
-        an earlier run of this target."""
-        digest = normalized_diff_hash(cand.diff)
-        if digest in this_run and this_run[digest][0] != cand.id:
-            return f"same change as {this_run[digest][1]}"
-        if baseline not in other_runs:
-            found: dict[str, tuple[str, str]] = {}
-            for row in journal.db.execute(
-                "SELECT loop_id, seq, candidate_json FROM experiments WHERE baseline = ?"
-                " AND loop_id != ? AND status NOT IN ('cancelled', 'skipped')",
-                (baseline, loop_id),
-            ).fetchall():
-                remember(Candidate.from_dict(json.loads(row["candidate_json"])), row["seq"],
-                         row["loop_id"], found)
-            other_runs[baseline] = {h: where for h, (_id, where) in found.items()}
-        if digest in other_runs[baseline]:
-            return f"same change as {other_runs[baseline][digest]}"
-        return None
-
-    admitted: dict[str, str] = {}  # normalised diff -> the candidate id that carries it
-
-    def admit(fresh: list[Candidate]) -> list[Candidate]:
-        """Candidates worth measuring; duplicates are recorded as skipped with the reason."""
-        out = []
-        for cand in fresh:
-            digest = normalized_diff_hash(cand.diff)
-            earlier = admitted.get(digest)
-            dup = (f"same change as candidate {earlier}" if earlier and earlier != cand.id
-                   else duplicate_of(cand))
-            admitted.setdefault(digest, cand.id)
-            if dup:
-                record_skipped([(cand.id, cand.title, f"not novel: {dup}")])
-            else:
-                out.append(cand)
-        return out
-
-    record_skipped(proposer.skipped)
-    # wave 0 holds what the proposer itself skipped: recorded, but not an experiment
-    explore_rows = [r for r in rows if r["kind"] == "explore" and r["wave"] > 0
-                    and r["status"] in FINAL_STATUSES]
-    by_id = {c.id: c for c in candidates}
-    awaiting = [r for r in explore_rows if r["verdict"] == "improved" and r["outcome"] is None]
-    finished_ids = {r["candidate_id"] for r in rows if r["status"] in FINAL_STATUSES}
-    queue = admit([c for c in candidates if c.id not in finished_ids])
-    explored = len(explore_rows)
-    nonwins = _trailing_nonwins(explore_rows)
-    wave_no = max((r["wave"] for r in rows), default=0) + 1
-    say(f"{len(candidates)} candidates from {opts.proposer}, {len(queue)} to try, "
-        f"{len(proposer.skipped)} skipped")
-
-    # On shared remote machines noisy neighbours are the norm, so workers are checked by
-    # default there; locally the paired rounds already absorb a busy laptop's noise.
-    noise_check = bool(ex_opts.get("noise_check", ex_kind != "local")) and not opts.dry_run
-    max_worker_cv = float(ex_opts.get("max_worker_cv", C.MAX_WORKER_CV))
-    noise_every = int(ex_opts.get("noise_every", C.NOISE_EVERY_WAVES))
-    quarantined: set[str] = set()
-    spec_data = spec.model_dump()
-    started = time.monotonic()
-    stop_reason = "no candidates left"
-
-    def run_wave(batch: list[tuple[Candidate, str]], kind: str) -> list[_Tried]:
-        """Submit each (candidate, worker) against the current baseline; wait for all."""
-        handles, cands = [], {}
-        for cand, worker in batch:
-            exp_id = log.start_experiment(loop_id, wave_no, kind, cand, baseline, worker)
-            seq = log.seq_of(exp_id)  # the one number console, status and commits show
-            remember(cand, seq, loop_id, this_run)
-            job = Job(exp_id, str(target.root), baseline, cand.to_dict(), spec_data,
-                      clean_build=kind == "confirm")
-            handle = executor.submit(job, worker)
-            log.set_pid(exp_id, handle.pid or 0)
-            handles.append(handle)
-            cands[exp_id] = cand
-            say(f"  [{worker}] {kind} #{seq}: {cand.title}")
-        tried = []
-        pending = {h.exp_id: h for h in handles}
-        while pending:
-            for res in executor.wait_any(list(pending.values())):
-                del pending[res.exp_id]
-                final = res.status in ("skipped", "worker_died", "dry_run")
-                log.finish_experiment(res.exp_id, res.status, verdict=res.verdict,
-                                      reason=res.reason, result=res.result,
-                                      cand_commit=res.cand_commit, timings=res.timings,
-                                      outcome="discarded" if final else None)
-                say(f"  [{res.worker}] #{log.seq_of(res.exp_id)} {res.verdict or res.status}: "
-                    f"{res.reason}")
-                if res.status == "base_failed":
-                    raise BaseFailedError(res.reason)
-                tried.append(_Tried(cands[res.exp_id], res.exp_id, res))
-        return sorted(tried, key=lambda t: t.exp_id)
-
-    def confirm(winner: _Tried) -> bool:
-        """Re-measure a winner on another worker against the current baseline; land it."""
-        nonlocal baseline
-        pool = healthy()
-        # remote executors name the machine in `worker` and their own slot in `executor`
-        found = ((winner.result.result or {}).get("executor") or {}).get("slot") \
-            or winner.result.worker
-        others = [w for w in pool if w != found] or pool
-        (check,) = run_wave([(winner.cand, others[0])], "confirm")
-        res = check.result
-        if res.verdict != "improved" or res.result is None or res.cand_commit is None:
-            moved = "on the new baseline " if winner.result.result and \
-                winner.result.result.get("base_commit") != baseline else ""
-            why = f"not confirmed {moved}on {res.worker}: {res.verdict or res.status}"
-            log.discard([check.exp_id])
-            log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
-            return False
-        if verifier is not None:  # e.g. an arm64 pool: the winner must win there too
-            other = run_on(verifier, winner.cand, verifier.workers[0], "verify")
-            if other.result.verdict != "improved":
-                got = other.result.verdict or other.result.status
-                why = f"not confirmed on the verify pool: {got}"
-                log.discard([winner.exp_id, check.exp_id, other.exp_id], why)
-                say(f"  {why}: {winner.cand.title}")
-                return False
-        if hasattr(proposer, "review"):  # e.g. an LLM reading the project's conventions
-            approve, why = proposer.review(ctx, winner.cand)
-            if not approve:
-                log.discard([winner.exp_id, check.exp_id], f"review veto: {why}")
-                say(f"  review veto: {winner.cand.title}: {why}")
-                return False
-        commit = _land_commit(target, winner.cand, res, baseline, loop_id,
-                              log.seq_of(check.exp_id))
-        log.land(loop_id, [winner.exp_id, check.exp_id], commit)
-        gitcli.git(target.repo, "update-ref", f"refs/heads/{branch}", commit, baseline)
-        say(f"  kept: {winner.cand.title} ({res.reason.split(' (')[0]}) -> {gitcli.short(commit)}")
-        baseline = commit
-        return True
-
-    def healthy() -> list[str]:
-        return [w for w in executor.workers if w not in quarantined]
-
-    def check_noise() -> None:
-        """A-vs-A: each worker benchmarks the baseline alone; a worker whose CV is above
-        the threshold is quarantined (on SkyPilot, replaced with a fresh VM)."""
-        stub = Candidate("noise-check", "worker noise check (A vs A)", "", "", "readfirst")
-        for worker in healthy():
-            tried = run_on(executor, stub, worker, "noise")
-            res = tried.result.result or {}
-            cv = res.get("cv")
-            if tried.result.status == "base_failed":
-                raise BaseFailedError(tried.result.reason)
-            noisy = cv is None or cv > max_worker_cv
-            log.record_noise(loop_id, worker, cv, res.get("n"), noisy)
-            log.discard([tried.exp_id])
-            if noisy:
-                say(f"  [{worker}] noise CV {cv if cv is None else f'{cv:.1%}'} > "
-                    f"{max_worker_cv:.0%}: quarantined")
-                if hasattr(executor, "replace_worker"):
-                    executor.replace_worker(worker)  # a fresh VM, checked next time
-                else:
-                    quarantined.add(worker)
-
-    def spent() -> float:
-        return float(log.summary(loop_id)["cost"]["total_usd"])
-
-    def run_on(ex: Any, cand: Candidate, worker: str, kind: str) -> _Tried:
-        """One job on one executor (noise checks, verify pool), waited for."""
-        exp_id = log.start_experiment(loop_id, wave_no, kind, cand, baseline, worker)
-        job = Job(exp_id, str(target.root), baseline, cand.to_dict(), spec_data,
-                  clean_build=kind == "verify", kind="noise" if kind == "noise" else
-                  "experiment")
-        handle = ex.submit(job, worker)
-        log.set_pid(exp_id, handle.pid or 0)
-        res = ex.wait_any([handle])[0]  # no timeout: returns once the job is done
-        log.finish_experiment(exp_id, res.status, verdict=res.verdict, reason=res.reason,
-                              result=res.result, cand_commit=res.cand_commit,
-                              timings=res.timings)
-        return _Tried(cand, exp_id, res)
-
-    def refill() -> list[Candidate]:
-        """Ask a thinking proposer again, on the current baseline, knowing what was tried."""
-        if not getattr(proposer, "continuous", False):
-            return []
-        ctx.baseline = baseline
-        ctx.history = [e for e in log.summary(loop_id)["experiments"] if e["kind"] == "explore"]
-        fresh = admit(proposer.propose(ctx))
-        record_skipped(proposer.skipped)
-        say(f"{opts.proposer}: {len(fresh)} new candidate(s)")
-        return fresh
-
-    def repairs(tried: list[_Tried]) -> list[Candidate]:
-        """Fixed versions of candidates that failed to build or pass the checks."""
-        if not hasattr(proposer, "repair"):
-            return []
-        fixed = []
-        for t in tried:
-            res = t.result.result or {}
-            broken = t.result.verdict == "checks_failed" or (
-                t.result.verdict == "crash" and "build_failed" in res.get("flags", []))
-            if not broken:
-                continue
-            attempt = t.cand.id.count("-r") + 1
-            new = proposer.repair(ctx, t.cand, t.result.verdict or "", res.get("tail", ""),
-                                  attempt)
-            if new is not None:
-                fixed += admit([new])
-        return fixed
-
-    # --- the waves ----------------------------------------------------------------------
-    try:
-        for row in awaiting:  # winners a killed run found but had not confirmed yet
-            cand = by_id.get(row["candidate_id"]) or Candidate.from_dict(
-                json.loads(row["candidate_json"]))
-            prior = JobResult(row["id"], row["worker"] or "", "finished", row["verdict"],
-                              row["reason"] or "", json.loads(row["result_json"] or "null"))
-            nonwins = 0 if confirm(_Tried(cand, row["id"], prior)) else nonwins + 1
-        while True:
-            if opts.max_experiments is not None and explored >= opts.max_experiments:
-                stop_reason = "max experiments"
-                break
-            if opts.max_time is not None and time.monotonic() - started >= opts.max_time:
-                stop_reason = "max time"
-                break
-            if opts.patience is not None and nonwins >= opts.patience:
-                stop_reason = "patience"
-                break
-            if not queue:
-                queue = refill()
-                if not queue:
-                    break
-            if noise_check and (wave_no - 1) % noise_every == 0:
-                check_noise()
-            if not healthy():
-                stop_reason = "every worker is too noisy (quarantined)"
-                break
-            if opts.max_cost is not None and spent() >= opts.max_cost:
-                stop_reason = "max cost"
-                break
-            size = min(len(healthy()), len(queue))
-            if opts.max_experiments is not None:
-                size = min(size, opts.max_experiments - explored)
-            batch, queue = queue[:size], queue[size:]
-            say(f"wave {wave_no}: {len(batch)} candidate(s) on {gitcli.short(baseline)}")
-            tried = run_wave(list(zip(batch, healthy(), strict=False)), "explore")
-            explored += len(batch)
-            winners = [t for t in tried if t.result.verdict == "improved"]
-            for t in tried:
-                if t.result.verdict != "improved" and t.result.status == "finished":
-                    log.discard([t.exp_id])
-            nonwins += len(tried) - len(winners)
-            queue = repairs(tried) + queue
-            for winner in sorted(winners, key=lambda t: _gain(t, spec), reverse=True):
-                nonwins = 0 if confirm(winner) else nonwins + 1
-            # research refresh: hypotheses behind failed candidates are demoted in the brief
-            updated = refresh_from_experiments(ws, journal, str(target.root),
-                                               log.summary(loop_id)["experiments"])
-            if updated:
-                say(f"research: {updated} hypothesis(es) updated from wave {wave_no}")
-            research_after_landing(target, spec, baseline)  # re-profiled once a change landed
-            wave_no += 1
-    except KeyboardInterrupt:
-        executor.close()
-        log.finish(loop_id, "interrupted", "interrupted")
-        _write_report(log, ws, loop_id)
-        journal.close()
-        raise
-    except BaseFailedError as e:
-        stop_reason = f"baseline cannot be measured: {e}"
-    except BudgetExceeded as e:
-        stop_reason = f"max cost: {e}"
-    finally:
-        executor.close()
-        if verifier is not None:
-            verifier.close()
-        if hasattr(proposer, "close"):
-            proposer.close()
-    if opts.dry_run:
-        stop_reason = f"dry run: nothing launched ({stop_reason})"
-    log.finish(loop_id, "done", stop_reason)
-    _write_report(log, ws, loop_id)
-    summary = log.summary(loop_id)
-    journal.close()
-    say(f"stopped: {stop_reason}")
-    return summary
-
-
-def _gain(t: _Tried, spec: Spec) -> float:
-    """How much better than the baseline, in the metric's direction (for ordering winners)."""
-    ratio = (t.result.result or {}).get("ratio") or 1.0
-    return ratio - 1 if spec.metric.direction == "higher" else 1 - ratio
-
-
-def _trailing_nonwins(explore_rows: list[Any]) -> int:
-    count = 0
-    for row in sorted(explore_rows, key=lambda r: r["seq"], reverse=True):
-        if row["outcome"] == "kept":
-            break
-        count += 1
-    return count
-
-
-def _land_commit(target: Target, cand: Candidate, res: JobResult, baseline: str,
-                 loop_id: str, seq: int) -> str:
-    """A commit on the baseline with the candidate's tree and the evidence in its message."""
-    r = res.result or {}
-    m = r.get("metric", {})
-    unit = f" {m['unit']}" if m.get("unit") else ""
-    lines = [
-        cand.title,
-        "",
-        f"{m.get('name')}: {r['base']['median']:.4g} -> {r['cand']['median']:.4g}{unit} "
-        f"({format_change(r['ratio'], r['ci_low'], r['ci_high'], r['ci_level'], decimals=2)}, "
-        f"p={r['p_value']:.2g}, {r['rounds']} rounds, confirmed on {res.worker})",
-    ]
-    if cand.provenance:
-        lines.append("Provenance: " + ", ".join(cand.provenance))
-    if cand.rationale:
-        lines += ["", cand.rationale.strip()]
-    lines += ["", f"readfirst run {loop_id}, experiment #{seq}"]
-    tree = _candidate_tree(target, cand, res, baseline)
-    return gitcli.git(target.repo, "commit-tree", tree, "-p", baseline, "-m", "\n".join(lines),
-                      env=COMMIT_IDENTITY)
-
-
-def _candidate_tree(target: Target, cand: Candidate, res: JobResult, baseline: str) -> str:
-    """The tree of the candidate on the baseline. A remote worker's commit lives on its
-    machine only, so then the diff is applied again here, in a worktree of our own."""
-    parent = res.cand_commit and gitcli.git(
-        target.repo, "rev-parse", "--verify", "--quiet", f"{res.cand_commit}^", check=False)
-    if parent == baseline:  # made here, on this very baseline
-        return gitcli.tree_of(target.repo, res.cand_commit or "")
-    from readfirst.candidate import apply_candidate
-
-    ws = Workspace(target.root)
-    with ws.lock_slot("land"):
-        commit = apply_candidate(ws.checkout("land", baseline), baseline, cand)
-    return gitcli.tree_of(target.repo, commit)
-
-
-def _write_report(log: LoopLog, ws: Workspace, loop_id: str) -> None:
-    from readfirst.report import write_report
-    from readfirst.report.view import hypotheses, machine, samples_by_seq
-
-    out_dir = ws.state / "reports" / loop_id
-    samples = samples_by_seq(log.db, loop_id)
-    _md, html = write_report(log.summary(loop_id), out_dir, samples, hypotheses(log.db),
-                             machine(log.db, loop_id, samples))
-    log.set_report(loop_id, str(html))
+        return Loop.resume(target, spec, say).run()
+    assert opts is not None
+    return Loop.start(target, spec, opts, say).run()

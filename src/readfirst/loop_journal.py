@@ -15,6 +15,7 @@ from typing import Any
 
 from readfirst.candidate import Candidate
 from readfirst.journal import Journal, _pid_alive
+from readfirst.results import RunSummary
 
 FINAL_STATUSES = ("finished", "skipped", "worker_died")
 
@@ -130,20 +131,14 @@ class LoopLog:
 
     def record_noise(self, loop_id: str, worker: str, cv: float | None, n: int | None,
                      quarantined: bool) -> None:
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS worker_noise (loop_id TEXT NOT NULL, worker TEXT NOT"
-            " NULL, ts REAL NOT NULL, cv REAL, n INTEGER, quarantined INTEGER NOT NULL)")
         self.db.execute("INSERT INTO worker_noise VALUES (?, ?, ?, ?, ?, ?)",
                         (loop_id, worker, time.time(), cv, n, int(quarantined)))
 
     def workers(self, loop_id: str) -> dict[str, dict[str, Any]]:
         """Each worker's latest noise check: CV of baseline runs, quarantined or not."""
-        try:
-            rows = self.db.execute(
-                "SELECT worker, ts, cv, n, quarantined FROM worker_noise WHERE loop_id = ?"
-                " ORDER BY ts", (loop_id,)).fetchall()
-        except sqlite3.OperationalError:
-            return {}
+        rows = self.db.execute(
+            "SELECT worker, ts, cv, n, quarantined FROM worker_noise WHERE loop_id = ?"
+            " ORDER BY ts", (loop_id,)).fetchall()
         out: dict[str, dict[str, Any]] = {}
         for r in rows:
             out[r["worker"]] = {"cv": r["cv"], "n": r["n"], "quarantined": bool(r["quarantined"]),
@@ -164,7 +159,7 @@ class LoopLog:
                 if r["kind"] != "noise"]  # noise checks are reported per worker instead
         api = self._api_cost(loop_id)
         compute = round(sum(e["timings"].get("cost_usd", 0.0) for e in exps), 6)
-        return {
+        return RunSummary.model_validate({
             "run_id": run["id"],
             "status": run["status"],
             "target": run["target"],
@@ -183,7 +178,7 @@ class LoopLog:
             "cost": {"compute_usd": compute, "api_usd": api["usd"],
                      "total_usd": round(compute + api["usd"], 6)},
             "workers_noise": self.workers(loop_id),
-        }
+        }).model_dump()
 
     def _api_cost(self, loop_id: str) -> dict[str, float]:
         """Tokens and USD the proposer's model calls cost in this run (none: zeros)."""
@@ -215,6 +210,8 @@ class LoopLog:
             "source": cand["source"],
             "provenance": cand.get("provenance", []),
             "rationale": cand.get("rationale", ""),
+            "parent": cand.get("parent"),
+            "attempt": cand.get("attempt", 0),
             "status": r["status"],
             "verdict": r["verdict"],
             "outcome": r["outcome"],

@@ -1,13 +1,24 @@
 """Executors run experiments: submit -> handle -> poll / wait -> result -> cancel.
 
 Jobs and results are plain JSON-serialisable data, so an executor on other machines (Ray,
-SkyPilot) can carry them; the local executor runs each job in a worker subprocess.
+SkyPilot) can carry them; the local executor runs each job in a worker subprocess. A result is
+validated when it is made or comes back (`JobResult` is a pydantic dataclass: a status or
+verdict outside the Literal types, or a malformed compare result, raises ValueError).
+Executors are plugins: built-ins `local`, `ray`, `skypilot`, others by the entry-point group
+`readfirst.executors` (a factory called as `(workspace, jobs_dir, workers, options)`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Protocol
+
+from pydantic.dataclasses import dataclass as validated
+
+from readfirst.results import CompareResult, JobStatus, Verdict
+
+ENTRY_POINT_GROUP = "readfirst.executors"
 
 
 @dataclass(frozen=True)
@@ -26,18 +37,20 @@ class Job:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@validated(frozen=True)
 class JobResult:
     exp_id: int
     worker: str
-    # finished: a verdict was reached; skipped: the diff did not apply; base_failed: the
-    # baseline itself could not be measured; worker_died: no result came back
-    status: str
-    verdict: str | None = None
+    status: JobStatus
+    verdict: Verdict | None = None
     reason: str = ""
-    result: dict[str, Any] | None = None  # the compare verdict object
+    result: dict[str, Any] | None = None  # the compare verdict object (CompareResult's fields)
     cand_commit: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.result is not None and "verdict" in self.result:
+            CompareResult.model_validate(self.result)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +93,7 @@ EXTRA_INSTALL = {
 
 def make_executor(kind: str, workspace: Any, jobs_dir: Any, workers: int, *,
                   pin_cpus: bool = False, options: dict[str, Any] | None = None) -> Executor:
-    """The executor named by `[executor] kind` (local, ray, skypilot)."""
+    """The executor named by `[executor] kind`: local, ray, skypilot or a plugin's name."""
     from readfirst.errors import ConfigError
 
     options = options or {}
@@ -89,7 +102,12 @@ def make_executor(kind: str, workspace: Any, jobs_dir: Any, workers: int, *,
 
         return LocalExecutor(workspace, jobs_dir, workers, pin_cpus)
     if kind not in EXTRA_INSTALL:
-        raise ConfigError(f"[executor] kind: expected local, ray or skypilot, got {kind!r}")
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == kind:
+                return ep.load()(workspace, jobs_dir, workers, options)  # type: ignore[no-any-return]
+        names = ["local", *EXTRA_INSTALL, *sorted(ep.name for ep in
+                                                   entry_points(group=ENTRY_POINT_GROUP))]
+        raise ConfigError(f"[executor] kind: expected {', '.join(names)}, got {kind!r}")
     try:
         if kind == "ray":
             from readfirst.executors.ray_exec import RayExecutor

@@ -116,12 +116,12 @@ class LocalExecutor:
             return None
         if run.result_path.is_file():
             del self._running[handle.exp_id]
-            return JobResult.from_dict(json.loads(run.result_path.read_text()))
+            return _read_result(run.result_path, handle)
         if run.proc.poll() is None:
             return None
         del self._running[handle.exp_id]
         if run.result_path.is_file():  # written just before it exited
-            return JobResult.from_dict(json.loads(run.result_path.read_text()))
+            return _read_result(run.result_path, handle)
         code = run.proc.returncode
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         tail = _tail(run.log_path) or _tail(self.jobs_dir / f"{handle.worker}.worker.log")
@@ -185,3 +185,13 @@ def _cpu_split(workers: int) -> dict[str, set[int]]:
         return {}
     per = len(cpus) // workers
     return {f"w{i}": set(cpus[i * per:(i + 1) * per]) for i in range(workers)}
+
+
+def _read_result(path: Path, handle: Handle) -> JobResult:
+    """The worker's result file; one that does not validate means no usable result came back."""
+    try:
+        return JobResult.from_dict(json.loads(path.read_text()))
+    except ValueError as e:  # not JSON, or not a JobResult
+        return JobResult(handle.exp_id, handle.worker, "worker_died",
+                         reason=f"worker {handle.worker} wrote a malformed result: "
+                         + str(e).splitlines()[0])

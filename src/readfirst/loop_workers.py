@@ -1,0 +1,67 @@
+"""The executor's workers as the loop sees them: healthy or quarantined as too noisy, busy or
+idle, and when each is due for its next A-vs-A noise check."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from readfirst.candidate import Candidate
+from readfirst.config import Spec
+from readfirst.executors import Executor, Job, JobResult
+from readfirst.landing import Tried
+from readfirst.loop_journal import LoopLog
+from readfirst.loop_setup import NoiseCheck
+
+
+class WorkerPool:
+    def __init__(self, executor: Executor, noise: NoiseCheck, log: LoopLog, run_id: str,
+                 say: Callable[[str], None]) -> None:
+        self.executor, self.noise, self.log, self.run_id, self.say = (
+            executor, noise, log, run_id, say)
+        self.quarantined: set[str] = set()
+        self.checked: dict[str, int] = {}  # worker -> wave of its last noise check
+
+    def healthy(self) -> list[str]:
+        return [w for w in self.executor.workers if w not in self.quarantined]
+
+    def all_quarantined(self) -> bool:
+        return all(w in self.quarantined for w in self.executor.workers)
+
+    def idle(self, busy: set[str]) -> list[str]:
+        return [w for w in self.healthy() if w not in busy]
+
+    def noise_due(self, worker: str, wave: int) -> bool:
+        last = self.checked.get(worker)
+        return self.noise.enabled and (last is None or wave - last >= self.noise.every)
+
+    def judge_noise(self, worker: str, exp_id: int, res: JobResult, wave: int) -> None:
+        """A-vs-A: a worker whose baseline CV is above the threshold is quarantined (on
+        SkyPilot, replaced with a fresh VM, checked before its first experiment)."""
+        result = res.result or {}
+        cv, limit = result.get("cv"), self.noise.max_cv
+        noisy = cv is None or cv > limit
+        self.log.record_noise(self.run_id, worker, cv, result.get("n"), noisy)
+        self.log.discard([exp_id])
+        self.checked[worker] = wave
+        if noisy:
+            self.say(f"  [{worker}] noise CV {cv if cv is None else f'{cv:.1%}'} > "
+                     f"{limit:.0%}: quarantined")
+            if hasattr(self.executor, "replace_worker"):
+                self.executor.replace_worker(worker)
+            else:
+                self.quarantined.add(worker)
+
+
+def run_alone(ex: Executor, log: LoopLog, run_id: str, wave: int, cand: Candidate,
+              baseline: str, root: Path, spec: Spec) -> Tried:
+    """One confirmation on another executor's first worker (the verify pool), waited for."""
+    worker = ex.workers[0]
+    exp_id = log.start_experiment(run_id, wave, "verify", cand, baseline, worker)
+    job = Job(exp_id, str(root), baseline, cand.to_dict(), spec.model_dump(), clean_build=True)
+    handle = ex.submit(job, worker)
+    log.set_pid(exp_id, handle.pid or 0)
+    res = ex.wait_any([handle])[0]  # no timeout: returns once the job is done
+    log.finish_experiment(exp_id, res.status, verdict=res.verdict, reason=res.reason,
+                          result=res.result, cand_commit=res.cand_commit, timings=res.timings)
+    return Tried(cand, exp_id, res)
