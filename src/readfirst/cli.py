@@ -328,18 +328,31 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
     Each candidate is measured against the current baseline on its own worker; a winner is
     re-measured on another worker and lands as a commit on branch readfirst/<run-id>.
     """
+    from click.core import ParameterSource
+
     from readfirst.loop import LoopOptions, run_loop
+    from readfirst.loop_setup import with_loop_table
 
     target, spec = _load(directory)
+    ctx = click.get_current_context()
+    given = {n for n in ctx.params if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE}
+    v = with_loop_table(spec.loop, target.root, dict(
+        proposer=proposer, patches_dir=patches_dir, workers=workers,
+        max_experiments=max_experiments, max_time=max_time, patience=patience,
+        max_cost=max_cost, pin_cpus=pin_cpus, waves=waves, executor=executor), given)
+    proposer, patches_dir, workers, executor = (v["proposer"], v["patches_dir"], v["workers"],
+                                                v["executor"])
     opts = None
     if not resume:
         if proposer is None:
             raise ConfigError("--proposer is required (forks or patches), or use --resume")
         if proposer == "patches" and not patches_dir:
             raise ConfigError("--proposer patches needs --patches DIR")
-        opts = LoopOptions(proposer=proposer, workers=workers, max_experiments=max_experiments,
-                           max_time=max_time, patience=patience, pin_cpus=pin_cpus, base=base,
-                           executor=executor, dry_run=dry_run, max_cost=max_cost, waves=waves,
+        opts = LoopOptions(proposer=proposer, workers=workers,
+                           max_experiments=v["max_experiments"], max_time=v["max_time"],
+                           patience=v["patience"], pin_cpus=v["pin_cpus"], base=base,
+                           executor=executor, dry_run=dry_run, max_cost=v["max_cost"],
+                           waves=v["waves"],
                            patches_dir=str(Path(patches_dir).resolve()) if patches_dir else None)
     from readfirst.timedlock import oversubscribed
 

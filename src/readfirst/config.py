@@ -134,9 +134,25 @@ def _load_toml(path: Path) -> Spec:
         where = f"{path}:{m.group(1)}" if m else str(path)
         raise ConfigError(f"{where}: invalid TOML: {e}") from None
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_describe_validation(path, text, e)) from None
+    _check_tables(path, text, data)
+    return spec
+
+
+def _check_tables(path: Path, text: str, data: dict[str, Any]) -> None:
+    """The [executor], [research], [agent] and [loop] tables against their typed models."""
+    from readfirst.config_tables import check_table
+
+    for name in RESERVED_SECTIONS:
+        table = data.get(name)
+        problem = check_table(name, table) if isinstance(table, dict) else None
+        if problem is not None:
+            loc, what = problem
+            line = _line_of(text, name, loc[0] if loc else None)
+            where = f"{path}:{line}" if line else str(path)
+            raise ConfigError(f"{where}: [{name}] {'.'.join(loc)}: {what}")
 
 
 def _describe_validation(path: Path, text: str, err: ValidationError) -> str:
@@ -151,10 +167,24 @@ def _describe_validation(path: Path, text: str, err: ValidationError) -> str:
     if kind == "missing":
         return f"{where}: {what}: missing (required)"
     if kind == "extra_forbidden":
-        return f"{where}: {what}: unknown key"
+        return f"{where}: {what}: unknown key{_did_you_mean(loc, Spec)}"
     got = first.get("input")
     got_s = "" if isinstance(got, dict) else f", got {got!r}"
     return f"{where}: {what}: expected {msg[0].lower() + msg[1:]}{got_s}"
+
+
+def _did_you_mean(loc: list[str], model: type[BaseModel]) -> str:
+    """` (did you mean X?)` for a misspelt section or key, else ''."""
+    import difflib
+
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:

@@ -17,3 +17,8 @@ class BaseFailedError(ReadfirstError):
     """The base revision itself cannot be built or benchmarked. Exit 3."""
 
     exit_code = EXIT_BASE_FAILED
+
+
+class BudgetExceeded(Exception):
+    """A proposer reached its cost cap ([agent] max_cost_usd); the loop stops with the reason.
+    (Here, not in proposers/, so the agents' ledger raising it needs no proposer.)"""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from readfirst.config import CONFIG_FILE, load_spec
 from readfirst.errors import ConfigError
+from readfirst.fsutil import atomic_write
 
 STUB_BENCH = "autoresearch.sh"
 PYTEST_BENCH_JSON = ".readfirst-bench.json"
@@ -156,7 +156,7 @@ def _write_script(root: Path, rel: str, text: str) -> None:
     path = root / rel
     if path.exists():
         raise ConfigError(f"{path} exists; remove it or set [target] bench yourself")
-    _atomic_write(path, text, 0o755)
+    atomic_write(path, text, mode=0o755)
 
 
 def detect(root: Path) -> tuple[dict[str, object], list[str]]:
@@ -233,25 +233,6 @@ def render(found: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """A temp file in the same directory, renamed over the target."""
-    fd, tmp = tempfile.mkstemp(prefix=".readfirst-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_init(root: Path, *, force: bool = False) -> tuple[Path, list[str]]:
     if not root.is_dir():
         raise ConfigError(f"{root}: no such directory")
@@ -259,7 +240,7 @@ def write_init(root: Path, *, force: bool = False) -> tuple[Path, list[str]]:
     if path.exists() and not force:
         raise ConfigError(f"{path} exists (use --force to overwrite)")
     found, notes = detect(root)
-    _atomic_write(path, render(found))
+    atomic_write(path, render(found), mode=0o644)
     try:
         load_spec(root)
     except ConfigError as e:

@@ -14,7 +14,7 @@ the journal records every step, so `--resume` continues after a kill.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -62,6 +62,8 @@ class Loop:
         self.baseline = setup.baseline
         self.novelty = Novelty(self.log, self.run_id)
         self.flights: dict[int, Flight] = {}
+        self.busy_workers: set[str] = set()  # the flights' workers and files, kept as they go
+        self.busy_files: Counter[str] = Counter()
         self.landing = LandingQueue(setup.target.repo, setup.baseline, setup.spec)
         self.pool = WorkerPool(setup.executor, setup.noise, self.log, self.run_id, say)
         self.apply_checks: dict[tuple[str, str], bool] = {}  # (candidate, baseline) -> applies
@@ -130,7 +132,7 @@ class Loop:
         if self.opts.waves:
             return self.dispatch_wave()
         started = False
-        for worker in self.pool.idle({f.worker for f in self.flights.values()}):
+        for worker in self.pool.idle(self.busy_workers):
             if self.start_next(worker):
                 started = True
             elif not self.landing.winners:  # nothing for this worker is nothing for others
@@ -233,6 +235,8 @@ class Loop:
         handle = self.executor.submit(job, worker)
         self.log.set_pid(exp_id, handle.pid or 0)
         self.flights[exp_id] = Flight(cand, kind, worker, on, handle, winner)
+        self.busy_workers.add(worker)
+        self.busy_files.update(files_of(cand))
         if winner is not None:
             self.landing.started(winner, exp_id)
         if kind == "explore":
@@ -246,6 +250,8 @@ class Loop:
     def judge(self, res: JobResult) -> None:
         """Record what came back, then act on it by kind."""
         flight = self.flights.pop(res.exp_id)
+        self.busy_workers.discard(flight.worker)
+        self.busy_files.subtract(files_of(flight.cand))
         final = res.status in ("skipped", "worker_died", "dry_run")
         self.log.finish_experiment(res.exp_id, res.status, verdict=res.verdict,
                                    reason=res.reason, result=res.result,
@@ -386,11 +392,11 @@ class Loop:
         that touches a file of a change still being measured or landed, and does not apply
         on the baseline, waits until that change is settled: a fork's later commit usually
         builds on an earlier one (as it would in waves, where it came after it)."""
-        busy = self.landing.files()
-        for f in self.flights.values():
-            busy |= files_of(f.cand)
+        held = self.landing.files()
         for i, cand in enumerate(self.queue):
-            if not files_of(cand) & busy or self.applies(cand):
+            files = files_of(cand)
+            touched = files & held or any(self.busy_files[f] > 0 for f in files)
+            if not touched or self.applies(cand):
                 del self.queue[i]
                 return cand
         return None

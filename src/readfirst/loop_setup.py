@@ -10,6 +10,7 @@ import os
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from readfirst import constants as C
@@ -70,6 +71,22 @@ class Setup:
     cleanup: ExitStack
     resumed: bool = False
     rows: list[Any] = field(default_factory=list)  # the run's journal rows so far
+
+
+LOOP_TABLE_KEYS = ("proposer", "patches", "workers", "max_experiments", "max_time", "patience",
+                   "max_cost", "pin_cpus", "waves", "executor")
+
+
+def with_loop_table(table: dict[str, Any], root: Path, values: dict[str, Any],
+                    from_command_line: set[str]) -> dict[str, Any]:
+    """`readfirst run`'s options: the command line's, else `[loop]`'s, else the defaults
+    (`[loop] patches` is relative to the target's directory)."""
+    out = dict(values)
+    for key in LOOP_TABLE_KEYS:
+        name = "patches_dir" if key == "patches" else key
+        if table.get(key) is not None and name not in from_command_line:
+            out[name] = str(root / table[key]) if key == "patches" else table[key]
+    return out
 
 
 def new_run_id() -> str:

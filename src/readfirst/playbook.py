@@ -8,14 +8,13 @@ the rest of an existing file as it was.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import tempfile
 from pathlib import Path
 
 from readfirst import constants as C
 from readfirst.config import Spec, load_spec
 from readfirst.errors import ConfigError
+from readfirst.fsutil import atomic_write
 
 BEGIN = "<!-- readfirst:begin -->"
 END = "<!-- readfirst:end -->"
@@ -162,21 +161,6 @@ def merge(existing: str | None, section: str) -> str:
     return existing[:start] + section + after
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _spec_or_none(root: Path) -> Spec | None:
     """The target's spec; None when it has none yet (a broken one is an error)."""
     if not any((root / f).is_file() for f in ("readfirst.toml", ".auto/measure.sh",
@@ -198,5 +182,5 @@ def write_playbook(root: Path, agent: str) -> Path:
     section = playbook_section(root, agent)
     path = root.resolve() / AGENT_FILES[agent]
     existing = path.read_text(encoding="utf-8") if path.exists() else None
-    _write_atomic(path, merge(existing, section))
+    atomic_write(path, merge(existing, section))
     return path

@@ -23,6 +23,7 @@ from readfirst.compare import Target, bench, compare
 from readfirst.config import Spec
 from readfirst.errors import BaseFailedError
 from readfirst.executors import Job, JobResult
+from readfirst.fsutil import atomic_write
 from readfirst.progress import ProgressBoard
 from readfirst.workspace import Workspace
 
@@ -70,9 +71,7 @@ def run_job(job: Job, worker: str) -> JobResult:
 
 
 def write_result(path: Path, res: JobResult) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res.to_dict()))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(res.to_dict()))
 
 
 def _on_sigterm(_signo: int, _frame: object) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from readfirst.agents.llm import Completion, LLMClient, LLMError, scrub
-from readfirst.proposers import BudgetExceeded
+from readfirst.errors import BudgetExceeded
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_calls (

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from readfirst.candidate import Candidate
 from readfirst.config import Spec
+from readfirst.errors import BudgetExceeded as BudgetExceeded  # re-exported
 from readfirst.errors import ConfigError
 
 ENTRY_POINT_GROUP = "readfirst.proposers"
@@ -70,8 +71,6 @@ class ThinkingProposer(Proposer, Protocol):
         ...
 
 
-class BudgetExceeded(Exception):
-    """The proposer reached its cost cap ([agent] max_cost_usd); the loop stops."""
 
 
 def get_proposer(name: str) -> Proposer:

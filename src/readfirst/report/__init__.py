@@ -8,15 +8,13 @@ imported only when a report is written, so `status`/`export` work without it.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from readfirst.fsutil import atomic_write
 from readfirst.report.status import (
     PENDING,
     better,
@@ -210,17 +208,6 @@ def _env() -> Any:
     return env
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and os.replace (honours the umask)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def write_report(summary: dict[str, Any], out_dir: Path,
@@ -254,8 +241,8 @@ def write_report(summary: dict[str, Any], out_dir: Path,
         **ctx, plot_svg=Markup(svg["progress"]), forest_svg=Markup(svg["forest"]),
         funnel_svg=Markup(svg["funnel"]), samples_svgs=[Markup(x) for x in svg["samples"]])
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    _write_atomic(out_dir / "progress.svg", svg["progress"])
-    _write_atomic(out_dir / "forest.svg", svg["forest"])
-    _write_atomic(md_path, md)
-    _write_atomic(html_path, html)
+    atomic_write(out_dir / "progress.svg", svg["progress"])
+    atomic_write(out_dir / "forest.svg", svg["forest"])
+    atomic_write(md_path, md)
+    atomic_write(html_path, html)
     return md_path, html_path

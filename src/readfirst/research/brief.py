@@ -7,11 +7,11 @@ effect, sources [n]), then the references under stable ids.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from readfirst.fsutil import atomic_write
 from readfirst.journal import Journal
 from readfirst.research import Hypothesis, Site
 from readfirst.research.run import ResearchResult
@@ -142,9 +142,7 @@ def _profile_table(result: ResearchResult) -> list[str]:
 
 def write_brief(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 class ResearchStore:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from readfirst.fsutil import atomic_write
 
 DAY = 86_400.0
 
@@ -54,10 +55,8 @@ class Cache:
     def put(self, key: str, status: int, text: str, headers: dict[str, str]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self._path(key)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "fetched": time.time(), "status": status,
-                                   "text": text, "headers": headers}))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps({"key": key, "fetched": time.time(), "status": status,
+                                       "text": text, "headers": headers}))
 
     def fetch(self, client: httpx.Client | None, url: str, *, params: dict[str, Any] | None = None,
               headers: dict[str, str] | None = None, offline: bool = False) -> Response:
