@@ -116,7 +116,7 @@ def check_table(name: str, data: dict[str, Any]) -> tuple[tuple[str, ...], str] 
             return loc, "unknown key" + _did_you_mean(loc[-1], model)
         if first["type"] == "missing":
             return loc, "missing (required)"
-        msg = first["msg"].removeprefix("Value error, ")
+        msg = first["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
         got = first.get("input")
         return loc, f"expected {msg[0].lower() + msg[1:]}, got {got!r}"
     return None
