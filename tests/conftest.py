@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -140,17 +139,6 @@ def make_target(repo: Path, toml: str = TOML) -> Path:
         write(repo, "readfirst.toml", toml)
     commit(repo, "base")
     return repo
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _private_timed_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """This test session's timed runs take turns among themselves, not with every other test
-    suite running on this machine (the lock is machine-wide by default). Session-wide, so
-    module fixtures that run readfirst get it too."""
-    lock = tmp_path_factory.mktemp("timed-lock") / "timed-runs.lock"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("READFIRST_TIMED_LOCK", str(lock))
-        yield
 
 
 @pytest.fixture
