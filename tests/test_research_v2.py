@@ -427,3 +427,30 @@ def test_synthesis_keeps_only_cited_hypotheses_in_scope(
     quiet = run_research(offline, only=["multipass"], profile=False)
     assert route.call_count == 1 and not any(h.kind == "synthesis" for h in quiet.hypotheses)
     assert any("skipped offline" in n for n in quiet.notes)
+
+
+def test_convention_profiles_are_data() -> None:
+    from readfirst.research.conventions import literal_of, load, shipped
+
+    assert set(shipped()) == {"aten", "ggml", "isa"}
+    conv = load({"siblings": {"profiles": ["isa"], "variants": ["myisa"]}})
+    assert "haswell" in conv.variants and "myisa" in conv.variants
+    assert conv.op_constant is None and "cuda" not in conv.backends  # only the isa profile
+    assert literal_of(r"\bREGISTER_(?:[A-Z0-9]+_)?DISPATCH\s*\(\s*(\w+)") == "REGISTER_"
+    assert literal_of(r"\b(?:A_OP_\w+|OP_\w+)\b") == ""  # a branch's text is no pre-filter
+    with pytest.raises(ConfigError, match=r"profiles: unknown nope"):
+        load({"siblings": {"profiles": ["nope"]}})
+    with pytest.raises(ConfigError, match=r"registration: expected a regular expression"):
+        load({"siblings": {"registration": ["(unclosed"]}})
+
+
+def test_bad_siblings_table_is_a_usage_error_before_anything_is_written(tmp_path: Path) -> None:
+    from tests.conftest import make_target, run_cli
+
+    target = make_target(tmp_path / "t")
+    toml = target / "readfirst.toml"
+    toml.write_text(toml.read_text() + '\n[research.siblings]\ntarget = ["cpu"]\n')
+    code, _, proc = run_cli("research", "--offline", "--no-profile", cwd=target,
+                            check_json=False)
+    assert code == 2 and "[research.siblings] target" in proc.stderr, proc.stderr
+    assert not (target / ".readfirst").exists()

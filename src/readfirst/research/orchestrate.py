@@ -12,7 +12,7 @@ from readfirst import gitcli
 from readfirst.compare import Target
 from readfirst.config import Spec
 from readfirst.journal import Journal
-from readfirst.research import Hypothesis, Reference, ResearchContext
+from readfirst.research import Hypothesis, Reference, ResearchContext, conventions
 from readfirst.research.brief import (
     ResearchStore,
     hypothesis_from_dict,
@@ -39,6 +39,7 @@ def research_target(target: Target, spec: Spec, *, offline: bool = False,
     from readfirst.research.run import source_names
 
     source_names(ctx, only, profile)  # bad names: ConfigError before anything is written
+    conventions.load(spec.research)  # so is a bad [research.siblings] table
     ws.ensure()
     if baseline != gitcli.resolve_commit(target.repo, "HEAD"):
         with ws.lock_slot(SOURCE_SLOT):
