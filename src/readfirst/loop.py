@@ -2,13 +2,16 @@
 
 Every idle worker takes the next piece of work at once: a noise check when one is due, a
 winner to confirm, else the next candidate. Whatever finishes is judged: an exploration that
-wins waits for a confirmation on another worker, against the baseline as it is then (gains
-may not stack); one that fails to build or pass the checks may come back repaired. A
-confirmed winner lands, one at a time, as a commit on `readfirst/<run-id>` and becomes the
-baseline; a confirmation measured on a baseline that moved meanwhile is measured again.
-Research is refreshed from the results every W explorations. `--waves` keeps the old rhythm
-(W candidates, wait for all, confirm the winners one by one). The stop rules are one method;
-the journal records every step, so `--resume` continues after a kill.
+wins waits for a confirmation on another worker; one that fails to build or pass the checks
+may come back repaired. Confirmations are measured on the landing queue's tip (the baseline
+with the winners ahead of them applied: gains must stack), and winners land one at a time,
+in order, as commits on `readfirst/<run-id>`; those measured on top of a winner that is not
+kept are measured again. Research is refreshed every W explorations. `--waves` keeps the old
+rhythm (W candidates, wait for all, confirm the winners one by one). The stop rules are one
+method; the journal records every step, so `--resume` continues after a kill.
+
+Reading order: `run`, `dispatch` / `start_next` (or `dispatch_wave`), `judge`,
+`judge_exploration`, `confirm`, `land`, `stop_reason`, `finish`.
 """
 
 from __future__ import annotations
