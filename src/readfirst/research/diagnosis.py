@@ -30,6 +30,7 @@ from readfirst.metrics import MetricParseError, parse_metrics
 from readfirst.process import RunningStep, StepResult, run_step, signal_group
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.research import profile as P
+from readfirst.timedlock import LockTimeout, timed_run
 from readfirst.workspace import Workspace
 
 SLOT = "research"
@@ -211,6 +212,9 @@ class BottleneckSource:
         except (ConfigError, gitcli.GitError, OSError) as e:
             notes.append(f"no checkout of the baseline: {e}")
             diag["conclusion"] = "not diagnosed: no checkout of the baseline"
+        except LockTimeout as e:
+            notes.append(str(e))
+            diag["conclusion"] = "not diagnosed: no turn to run the benchmark alone"
         finding.seconds = time.perf_counter() - started
         return finding
 
@@ -246,8 +250,9 @@ class BottleneckSource:
             for path in (data, rc_file, out_file):
                 if path:
                     path.unlink(missing_ok=True)
-            step = RunningStep(cmd, workdir, logs / f"bench-{tool}")
-            res = step.wait(target.bench_timeout * PROFILE_TIMEOUT_FACTOR)
+            with timed_run():  # not while a worker times its rounds (the loop's refresh)
+                step = RunningStep(cmd, workdir, logs / f"bench-{tool}")
+                res = step.wait(target.bench_timeout * PROFILE_TIMEOUT_FACTOR)
             rc = rc_file.read_text().strip() if rc_file.is_file() else None
             if rc is None:  # the profiler gave up: end the benchmark it may have left running
                 signal_group(step.proc.pid, signal.SIGKILL)
@@ -267,7 +272,8 @@ class BottleneckSource:
                          "running the benchmark without a profiler")
         if out_file:
             out_file.unlink(missing_ok=True)
-        res = run_step(target.bench, workdir, logs / "bench", target.bench_timeout)
+        with timed_run():
+            res = run_step(target.bench, workdir, logs / "bench", target.bench_timeout)
         if not res.ok:
             notes.append(f"baseline benchmark failed ({_failure(res)}); log {res.stderr_path}")
             diag["conclusion"] = "not diagnosed: the baseline benchmark failed"
@@ -369,8 +375,9 @@ class BottleneckSource:
             return None
         mib = ctx.research.get("stream_mib", 0)  # MiB per array; 0: max(32 MiB, the L3)
         mib = mib if isinstance(mib, int) and mib > 0 else 0
-        res = run_step(f"{shlex.quote(str(binary))} {mib}", out_dir, logs / "stream_probe",
-                       TOOL_TIMEOUT)
+        with timed_run():
+            res = run_step(f"{shlex.quote(str(binary))} {mib}", out_dir,
+                           logs / "stream_probe", TOOL_TIMEOUT)
         try:
             metrics = parse_metrics("metric-lines", res.stdout()) if res.ok else {}
         except MetricParseError:
