@@ -155,7 +155,8 @@ def test_metric_against_wall_time_is_suspect(target: Path) -> None:
     code, r, _ = run_cli("compare", "HEAD~1", "HEAD", "--json", cwd=target)
     assert code == 0
     assert r["verdict"] == "suspect", r["reason"]
-    assert "wall_time_disagrees" in r["flags"]
+    # on a busy machine the clock may only fail to show the change rather than contradict it
+    assert {"wall_time_disagrees", "wall_time_unexplained"} & set(r["flags"])
 
 
 def test_hung_benchmark_is_killed_with_its_group(target: Path, tmp_path: Path) -> None:
@@ -172,7 +173,10 @@ def test_hung_benchmark_is_killed_with_its_group(target: Path, tmp_path: Path) -
     toml = (target / "readfirst.toml").read_text()
     toml = toml.replace("bench_timeout = 20", "bench_timeout = 2")
     write(target, "readfirst.toml", toml)  # uncommitted: the config is read from the user's tree
-    code, r, _ = run_cli("compare", "HEAD~1", "HEAD", "--json", "--warmup", "0", cwd=target)
+    # without the sandbox (it writes its pid outside its worktree; the sandboxed case, where
+    # the PID namespace ends everything, is in test_security.py)
+    code, r, _ = run_cli("compare", "HEAD~1", "HEAD", "--json", "--warmup", "0",
+                         "--no-sandbox", cwd=target)
     assert code == 0
     assert r["verdict"] == "crash"
     assert "timed out" in r["reason"]
@@ -207,7 +211,7 @@ def test_duet_mode_runs_both_sides_at_once(target: Path) -> None:
     code, r, proc = run_cli("compare", "HEAD~1", "HEAD", "--json", "--mode", "duet", cwd=target)
     assert code == 0, proc.stderr
     assert r["mode"] == "duet"
-    assert r["verdict"] == "improved"
+    assert r["verdict"] == "improved", (r["reason"], r["wall"])
     db = sqlite3.connect(target / ".readfirst/journal.db")
     positions = {p for (p,) in db.execute("SELECT position FROM samples WHERE run_id = ?",
                                           (r["run_id"],))}
@@ -229,9 +233,12 @@ def test_drifting_baseline_is_flagged(target: Path) -> None:
     code, first, _ = run_cli("bench", "--rounds", "3", "--json", cwd=target)
     assert code == 0 and "baseline_drift" not in first["flags"]
     # same code, same machine, but the machine got 40 % slower since
+    # the benchmark's environment is an allow-list: the config passes this variable through
+    toml = (target / "readfirst.toml").read_text()
+    write(target, "readfirst.toml", toml.replace("[metric]", 'env = ["TEST_SLOWDOWN"]\n\n[metric]'))
     code, r, proc = run_cli("compare", "HEAD", "HEAD", "--json", cwd=target,
                             env={"TEST_SLOWDOWN": "1.4"})
     assert code == 0, proc.stderr
-    assert "baseline_drift" in r["flags"]
+    assert "baseline_drift" in r["flags"], (r["reason"], r["base"]["median"], first["median"])
     assert r["baseline_previous_median"] == pytest.approx(first["median"])
     assert "moved +" in r["reason"]

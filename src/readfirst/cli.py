@@ -11,7 +11,9 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,10 +21,12 @@ import click
 from rich.console import Console
 
 from readfirst import constants as C
-from readfirst.cli_options import example, json_option, target_option
+from readfirst.cli_options import example, json_option, no_sandbox_option, target_option
 from readfirst.config import Spec, load_spec
 from readfirst.errors import ConfigError, ReadfirstError
+from readfirst.gitcli import GitError
 from readfirst.process import kill_all_live
+from readfirst.workspace import describe_fault
 
 # Piped output gets a wide page instead of rich's 80 columns, so tables keep one row per line.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 150)
@@ -69,6 +73,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ReadfirstError as e:
             _fail(e)
+        except (OSError, sqlite3.Error, GitError) as e:
+            fault = describe_fault(e)
+            if fault is None:
+                raise
+            _fail(fault)
         except KeyboardInterrupt:
             kill_all_live()
             err.print("readfirst: interrupted; the journal marks the run as interrupted")
@@ -112,6 +121,32 @@ def _load(directory: Path) -> tuple[Any, Spec]:
 
     target = Target.at(directory)
     return target, load_spec(target.root)
+
+
+def _sandboxed(spec: Spec, no_sandbox: bool, thinking: bool = False) -> Spec:
+    """The spec as it will run: --no-sandbox, or bwrap unusable here (one line, and a
+    refusal for proposers whose code is written by a model)."""
+    from readfirst.sandbox import probe
+
+    why = None if no_sandbox or not spec.target.sandbox else probe()
+    if why is not None and thinking:
+        raise ConfigError(f"{why}; LLM and agent candidates only run in the sandbox "
+                          "(--no-sandbox runs them unconfined)")
+    if why is not None:
+        err.print(f"readfirst: warning: {why}; build, benchmark and checks run WITHOUT the "
+                  "sandbox", markup=False)
+    if no_sandbox or why is not None:
+        return spec.model_copy(update={"target": spec.target.model_copy(
+            update={"sandbox": False})})
+    return spec
+
+
+def _locked(target: Any, work: Callable[[], Any]) -> Any:
+    """Run `work` holding the target's run lock (one run per target)."""
+    from readfirst.workspace import Workspace
+
+    with Workspace(target.root).run_lock():
+        return work()
 
 
 def _progress(enabled: bool):  # type: ignore[no-untyped-def]
@@ -164,8 +199,10 @@ def _overrides(spec: Spec, **kw: Any) -> Spec:
 @click.argument("rev", default="HEAD")
 @target_option
 @click.option("--rounds", type=click.IntRange(min=2), help="Runs (default: [compare] rounds).")
+@no_sandbox_option
 @json_option
-def bench(rev: str, directory: Path, rounds: int | None, as_json: bool) -> None:
+def bench(rev: str, directory: Path, rounds: int | None, no_sandbox: bool,
+          as_json: bool) -> None:
     """Benchmark one revision: median, mean ± sd, CV.
 
     REV defaults to HEAD; WORKTREE means HEAD plus your uncommitted changes.
@@ -174,9 +211,10 @@ def bench(rev: str, directory: Path, rounds: int | None, as_json: bool) -> None:
     from readfirst.render import print_bench
 
     target, spec = _load(directory)
+    spec = _sandboxed(spec, no_sandbox)
     n = rounds or max(spec.compare.rounds, 2)
-    _measure_and_print(lambda progress: run_bench(target, rev, spec, n, progress),
-                       print_bench, as_json)
+    _locked(target, lambda: _measure_and_print(
+        lambda progress: run_bench(target, rev, spec, n, progress), print_bench, as_json))
 
 
 @cli.command(epilog=example("readfirst compare main WORKTREE",
@@ -194,6 +232,7 @@ def bench(rev: str, directory: Path, rounds: int | None, as_json: bool) -> None:
 @click.option("--noise-threshold", type=float, help="Relative change that counts as none.")
 @click.option("--alpha", type=float, help="Family-wise false-verdict rate.")
 @click.option("--warmup", type=click.IntRange(min=0), help="Unrecorded runs per side first.")
+@no_sandbox_option
 @json_option
 def compare(
     base: str,
@@ -205,6 +244,7 @@ def compare(
     noise_threshold: float | None,
     alpha: float | None,
     warmup: int | None,
+    no_sandbox: bool,
     as_json: bool,
 ) -> None:
     """Is CAND faster than BASE beyond the noise?
@@ -219,8 +259,10 @@ def compare(
     target, spec = _load(directory)
     spec = _overrides(spec, rounds=rounds, max_rounds=max_rounds, mode=mode,
                       noise_threshold=noise_threshold, alpha=alpha, warmup=warmup)
-    _measure_and_print(lambda progress: run_compare(target, base, cand, spec, progress),
-                       print_compare, as_json)
+    spec = _sandboxed(spec, no_sandbox)
+    _locked(target, lambda: _measure_and_print(
+        lambda progress: run_compare(target, base, cand, spec, progress), print_compare,
+        as_json))
 
 
 @cli.command(epilog=example("readfirst demo", "readfirst demo --dir /tmp/rf-demo --workers 1"))
@@ -244,7 +286,7 @@ def demo(directory: Path | None, workers: int, as_json: bool) -> None:
     say = _say(as_json)
     if not as_json:
         out.print(f"demo target: {target_dir}\ncompeting fork: {fork}\n", markup=False)
-    spec = load_spec(target_dir)
+    spec = _sandboxed(load_spec(target_dir), False)
     target = Target.at(target_dir)
     say("research (offline): profile, memory bandwidth, fork commits, multi-pass code ...")
     found = research_target(target, spec, offline=True)
@@ -252,7 +294,8 @@ def demo(directory: Path | None, workers: int, as_json: bool) -> None:
         f"{(found.diagnosis or {}).get('conclusion', 'no diagnosis')}; brief: {found.brief}")
     opts = LoopOptions(proposer="forks", workers=workers)
     with _live(target, not as_json) as live:
-        summary = run_loop(target, spec, opts, say=live.say if not as_json else say)
+        summary = _locked(target, lambda: run_loop(
+            target, spec, opts, say=live.say if not as_json else say))
     summary["demo_dir"] = str(target_dir.parent)
     summary["brief"] = found.brief
     _print_summary(summary, as_json)
@@ -318,11 +361,13 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @click.option("--waves", is_flag=True,
               help="Waves of W candidates: wait for the slowest, then confirm winners one by one.")
 @click.option("--resume", is_flag=True, help="Continue the last interrupted run.")
+@no_sandbox_option
 @json_option
 def run(directory: Path, proposer: str | None, patches_dir: str | None, workers: int,
         max_experiments: int | None, max_time: float | None, patience: int | None,
         pin_cpus: bool, base: str, executor: str | None, dry_run: bool,
-        max_cost: float | None, waves: bool, resume: bool, as_json: bool) -> None:
+        max_cost: float | None, waves: bool, resume: bool, no_sandbox: bool,
+        as_json: bool) -> None:
     """The loop: propose, measure in parallel, keep real winners.
 
     Each candidate is measured against the current baseline on its own worker; a winner is
@@ -359,15 +404,36 @@ def run(directory: Path, proposer: str | None, patches_dir: str | None, workers:
     warning = opts and oversubscribed(opts.workers, spec, opts.executor)  # resume: as before
     if warning:
         err.print(f"warning: {warning}", markup=False, highlight=False)
+    spec = _sandboxed(spec, no_sandbox, thinking=_thinking(proposer, resume, target))
     with _live(target, not as_json) as live:
-        summary = run_loop(target, spec, opts, resume=resume,
-                           say=live.say if not as_json else _say(as_json))
+        summary = _locked(target, lambda: run_loop(
+            target, spec, opts, resume=resume,
+            say=live.say if not as_json else _say(as_json)))
     if dry_run and not as_json:
         for e in summary["experiments"]:
             if e["status"] == "dry_run":
                 click.echo(e["reason"].removeprefix("wrote "))
         return
     _print_summary(summary, as_json)
+
+
+def _thinking(proposer: str | None, resume: bool, target: Any) -> bool:
+    """Is the proposer (or, on --resume, the run's) one whose code a model writes?"""
+    if resume:
+        from readfirst.journal import Journal
+        from readfirst.loop_journal import LoopLog
+        from readfirst.workspace import Workspace
+
+        ws = Workspace(target.root)
+        if ws.journal_path.exists():
+            journal = Journal(ws.journal_path)
+            try:
+                row = LoopLog(journal).get()
+                if row is not None:
+                    proposer = json.loads(row["options_json"])["loop"]["proposer"]
+            finally:
+                journal.close()
+    return proposer not in (None, "forks", "patches")
 
 
 def _loop_summary(directory: Path, run_id: str | None) -> dict[str, Any]:

@@ -22,3 +22,6 @@ run_id_option = click.option("--run", "run_id", help="Run id (default: the lates
 def example(*lines: str) -> str:
     """A command's epilog: its examples, kept as written (click rewraps plain epilogs)."""
     return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)
+no_sandbox_option = click.option(
+    "--no-sandbox", is_flag=True,
+    help="Run build/bench/checks without the bwrap sandbox (only for code you trust).")

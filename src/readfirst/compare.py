@@ -16,11 +16,21 @@ from readfirst import gitcli
 from readfirst.buildreuse import base_build, seed_candidate
 from readfirst.config import Spec
 from readfirst.errors import BaseFailedError, ConfigError
-from readfirst.guards import check_changes, protected_blobs
+from readfirst.guards import Refusal, check_changes, escaping_links, on_disk_blobs, protected_blobs
 from readfirst.journal import Journal
 from readfirst.judge import Evidence, early_verdict, judge_measurement, side_dict
-from readfirst.measure import Runner, Sample, Side, StepFailed, Tampering, duet_cpu_sets
+from readfirst.measure import (
+    BaseOutputsChanged,
+    Isolation,
+    Runner,
+    Sample,
+    Side,
+    StepFailed,
+    Tampering,
+    duet_cpu_sets,
+)
 from readfirst.progress import interim_estimate
+from readfirst.sandbox import probe
 from readfirst.stats import plan_looks, sequential_compare, summarize
 from readfirst.workspace import Workspace
 
@@ -51,6 +61,14 @@ class Target:
     def repo_patterns(self, patterns: list[str]) -> list[str]:
         """Target-relative globs as repo-relative ones."""
         return [f"{self.rel}/{p.lstrip('/')}" if self.rel else p for p in patterns]
+
+    def isolation(self, spec: Spec, ws: Workspace, commit: str) -> Isolation:
+        """The sandbox (when asked for and available) and the user's checkout's protected
+        files as they are now, re-hashed after every step."""
+        patterns = self.repo_patterns(spec.protected_patterns())
+        protected = protected_blobs(self.repo, commit, patterns)
+        return Isolation(self.repo, ws.state, spec.target.sandbox and probe() is None,
+                         on_disk_blobs(self.repo, sorted(protected)))
 
     def side(self, role: str, rev: str, commit: str, checkout: Path) -> Side:
         tree = gitcli.tree_of(self.repo, commit)
@@ -146,11 +164,13 @@ def _compare_run(
     scope = target.repo_patterns(spec.target.scope or ([] if not target.rel else ["**"]))
     changed = gitcli.changed_files(target.repo, base[1], cand[1])
     refusal = check_changes(changed, protected, scope)
+    links = escaping_links(target.repo, cand[1], changed)
+    if links:
+        refusal = Refusal(refusal.protected if refusal else (),
+                          refusal.out_of_scope if refusal else (), links)
     if refusal:
-        result = early_verdict(
-            "refused", refusal.reason(), metric, ["protected" if refusal.protected else "scope"],
-            files=[*refusal.protected, *refusal.out_of_scope],
-        )
+        flag = "protected" if refusal.protected else "scope" if refusal.out_of_scope else "link"
+        result = early_verdict("refused", refusal.reason(), metric, [flag], files=refusal.files)
         journal.finish_run(run_id, "done", verdict="refused", result=result)
         return result
 
@@ -160,11 +180,15 @@ def _compare_run(
         c = target.side("cand", cand[0], cand[1],
                         ws.checkout(slots[1], cand[1], clean=clean_cand))
         runner = Runner(spec, journal, run_id, run_dir, [b, c],
-                        protected_blobs(target.repo, base[1], protected))
+                        protected_blobs(target.repo, base[1], protected),
+                        target.isolation(spec, ws, base[1]))
         try:
             result = _measure(runner, spec, b, c, progress, cpu_sets, reuse=not clean_cand)
         except Tampering as t:
             result = early_verdict("refused", str(t), metric, ["tampering"], files=t.files)
+        except BaseOutputsChanged as e:
+            result = early_verdict("suspect", str(e), metric, ["base_outputs_changed"],
+                                   files=e.files[:20])
         except StepFailed as f:
             if f.role == "base":
                 raise BaseFailedError(
@@ -213,6 +237,7 @@ def _measure(
     walls: dict[str, list[float]] = {"base": [], "cand": []}
     metrics: dict[str, list[dict[str, float]]] = {"base": [], "cand": []}
     values: dict[str, list[float]] = {"base": [], "cand": []}
+    repeated: set[str] = set()  # metric names one run printed with different values
 
     def draw_round() -> tuple[float, float]:
         rnd = len(walls["base"])
@@ -226,6 +251,7 @@ def _measure(
         values["cand"].append(sc.value)
         progress("benchmark rounds", rnd + 1, cfg.max_rounds,
                  interim_estimate(values["base"], values["cand"]))
+        repeated.update(sb.repeated + sc.repeated)
         return sb.value, sc.value
 
     seq = sequential_compare(
@@ -251,6 +277,8 @@ def _measure(
             wall_cand=walls["cand"],
             secondary_base=metrics["base"],
             secondary_cand=metrics["cand"],
+            repeated_metrics=sorted(repeated),
+            wall_informative=spec.metric.format not in C.SELF_TIMING_FORMATS,
         )
     )
 
@@ -318,7 +346,8 @@ def bench(
             journal.add_revision(run_id, "base", rev, sha, side.tree, str(side.checkout))
             protected = target.repo_patterns(spec.protected_patterns())
             runner = Runner(spec, journal, run_id, run_dir, [side],
-                            protected_blobs(target.repo, sha, protected))
+                            protected_blobs(target.repo, sha, protected),
+                            target.isolation(spec, ws, sha))
             try:
                 progress(f"building {rev}", None, None)
                 with base_build(side.checkout, sha):

@@ -44,6 +44,12 @@ class TargetSection(_Section):
     scope: list[str] = []
     # Threads one benchmark run uses: `readfirst run` warns when workers x this > cores.
     bench_threads: int = Field(1, ge=1)
+    # Untrusted candidates (docs/security.md): every step runs in the bwrap sandbox (false =
+    # --no-sandbox), without network unless `network = true`, with an allow-listed
+    # environment plus `env`: a table of NAME = "value", or a list of names to pass through.
+    sandbox: bool = True
+    network: bool = False
+    env: dict[str, str] | list[str] = {}
 
     @field_validator("bench")
     @classmethod

@@ -28,6 +28,9 @@ SCREEN_MODIFIED_Z = 4.0  # paired log ratios beyond this are bursts on one side,
 # --- integrity guards ---------------------------------------------------------------------
 PLAUSIBLE_RATIO = 3.0  # cand/base beyond 3x either way is "suspect", never "improved"
 BASELINE_DRIFT = 0.10  # flag a baseline this far from the journal's last one (same code, host)
+# Formats whose tools calibrate their own iteration counts, so the process's wall time stays
+# the same whatever the speed: readfirst's wall clock cannot check their metric.
+SELF_TIMING_FORMATS = ("google-benchmark-json", "pytest-benchmark-json")
 CRASH_TAIL_LINES = 50  # lines of output kept in a crash verdict
 ERROR_TAIL_LINES = 8  # lines of a failing step's output shown in an error message
 
@@ -44,6 +47,14 @@ DEFAULT_BUILD_TIMEOUT = 600
 DEFAULT_BENCH_TIMEOUT = 300
 DEFAULT_CHECKS_TIMEOUT = 300
 KILL_GRACE_SECONDS = 2.0  # SIGTERM, then SIGKILL after this
+SANDBOX_PROBE_TIMEOUT = 20.0  # one `bwrap ... true` to learn whether namespaces work here
+OUTPUT_DRAIN_SECONDS = 1.0  # after a step exits, read what its pipes still hold this long
+
+# --- sandbox, environment and output (untrusted candidates) --------------------------------
+OUTPUT_CAP_BYTES = 16 * 1024 * 1024  # per stream of a step: the log keeps head + tail within it
+OUTPUT_TAIL_BYTES = 1024 * 1024  # of which the last this many bytes are always kept
+MAX_STREAMED_METRICS = 10_000  # METRIC lines remembered per step while streaming
+MIN_SECRET_LENGTH = 8  # shorter environment values are not scrubbed (ordinary words)
 
 # --- exit codes ---------------------------------------------------------------------------
 EXIT_OK = 0  # a verdict was reached (any verdict)

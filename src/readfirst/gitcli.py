@@ -1,7 +1,13 @@
-"""Every git call readfirst makes goes through this one module (the `git` CLI, no bindings)."""
+"""Every git call readfirst makes goes through this one module (the `git` CLI, no bindings).
+
+Hooks never run: a candidate (without the sandbox) could plant them in the shared `.git`, and
+readfirst's own git calls would then execute them. Every call points `core.hooksPath` at an
+empty directory of readfirst's and turns the fsmonitor (a configurable command) off.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import tempfile
@@ -24,11 +30,24 @@ class GitError(RuntimeError):
     pass
 
 
+@functools.cache
+def _no_hooks_dir() -> str:
+    """An empty, read-only directory private to this process: git's hooks directory."""
+    path = tempfile.mkdtemp(prefix="readfirst-nohooks-")
+    os.chmod(path, 0o555)
+    return path
+
+
+def hardening() -> list[str]:
+    return ["-c", f"core.hooksPath={_no_hooks_dir()}", "-c", "core.fsmonitor=false"]
+
+
 def git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-    """Run `git -C repo args...` and return stdout (stripped of the final newline)."""
+    """Run `git -C repo args...` (hooks disabled) and return stdout (stripped of the final
+    newline)."""
     full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     proc = subprocess.run(
-        ["git", "-C", str(repo), *args],
+        ["git", *hardening(), "-C", str(repo), *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -181,3 +200,19 @@ def branches(repo: Path, prefix: str) -> dict[str, str]:
 def delete_branch(repo: Path, name: str, expected: str) -> None:
     """Delete a branch only if it still points at `expected` (never a moved one)."""
     git(repo, "update-ref", "-d", f"refs/heads/{name}", expected)
+
+
+class BranchMoved(Exception):
+    """A readfirst branch no longer points where the journal says: someone else moved it."""
+
+
+def check_branch(repo: Path, branch: str, expected: str) -> None:
+    """Raise BranchMoved unless `refs/heads/<branch>` equals the journal's baseline; the ref is
+    put back where the journal says first, so nothing forged stays on the branch."""
+    ref = f"refs/heads/{branch}"
+    actual = git(repo, "rev-parse", "--verify", "--quiet", ref, check=False) or None
+    if actual == expected:
+        return
+    git(repo, "update-ref", ref, expected)
+    raise BranchMoved(f"{ref} was moved to {short(actual) if actual else 'nothing'} behind "
+                      f"readfirst's back (journal baseline {short(expected)}); put back")

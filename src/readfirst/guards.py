@@ -8,6 +8,8 @@ code that rewrites them (a benchmark that edits the checks script) is caught as 
 from __future__ import annotations
 
 import hashlib
+import os
+import posixpath
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,6 +51,7 @@ def matches(path: str, patterns: list[str] | tuple[str, ...]) -> bool:
 class Refusal:
     protected: tuple[str, ...]  # protected files the candidate changes
     out_of_scope: tuple[str, ...]  # files outside [target] scope it changes
+    links: tuple[str, ...] = ()  # symbolic links it adds that point outside the repository
 
     def reason(self) -> str:
         parts = []
@@ -56,7 +59,13 @@ class Refusal:
             parts.append("changes protected files: " + ", ".join(self.protected))
         if self.out_of_scope:
             parts.append("changes files outside scope: " + ", ".join(self.out_of_scope))
+        if self.links:
+            parts.append("adds links pointing outside the repository: " + ", ".join(self.links))
         return "; ".join(parts)
+
+    @property
+    def files(self) -> list[str]:
+        return [*self.protected, *self.out_of_scope, *self.links]
 
 
 def check_changes(changed: list[str], protected: list[str], scope: list[str]) -> Refusal | None:
@@ -66,6 +75,24 @@ def check_changes(changed: list[str], protected: list[str], scope: list[str]) ->
     if prot or outside:
         return Refusal(prot, outside)
     return None
+
+
+def escaping_links(repo: Path, commit: str, changed: list[str]) -> tuple[str, ...]:
+    """Changed paths that are symbolic links (mode 120000) at `commit` whose target is
+    absolute or climbs out of the repository (e.g. `../../..`, the user's checkout)."""
+    if not changed:
+        return ()
+    out = git(repo, "ls-tree", "-z", "--full-tree", commit, "--", *changed)
+    bad = []
+    for entry in out.split("\0"):
+        if not entry.startswith("120000 "):
+            continue
+        meta, path = entry.split("\t", 1)
+        target = git(repo, "cat-file", "blob", meta.split()[2])
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
+            bad.append(path)
+    return tuple(bad)
 
 
 def protected_blobs(repo: Path, commit: str, patterns: list[str]) -> dict[str, str]:
@@ -91,6 +118,34 @@ def blob_id(path: Path) -> str | None:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def tampered(checkout: Path, expected: dict[str, str]) -> list[str]:
-    """Protected files in `checkout` that no longer match their committed content."""
+def tampered(checkout: Path, expected: dict[str, str | None]) -> list[str]:
+    """Protected files in `checkout` that no longer match their expected content (None:
+    expected missing)."""
     return sorted(p for p, sha in expected.items() if blob_id(checkout / p) != sha)
+
+
+def on_disk_blobs(checkout: Path, paths: list[str]) -> dict[str, str | None]:
+    """Blob ids of files as they are on disk now (the user's checkout may differ from HEAD)."""
+    return {p: blob_id(checkout / p) for p in paths}
+
+
+def tree_fingerprint(root: Path) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime_ns, inode) of every file under `root` except `.git`, links not followed:
+    cheap enough to take around every step, and any rewrite of a build output changes it."""
+    out: dict[str, tuple[int, int, int]] = {}
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            if e.name == ".git" and d == root:
+                continue
+            st = e.stat(follow_symlinks=False)
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            else:
+                out[os.path.relpath(e.path, root)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out

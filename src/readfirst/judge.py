@@ -2,8 +2,10 @@
 
 Verdicts: improved | regressed | no_change | inconclusive (from the statistics), and
 checks_failed | refused | crash | suspect (from the guards). `suspect` always overrides a
-statistical verdict: an implausible ratio, or the metric and readfirst's own wall-clock timing
-pointing in opposite directions, each significantly.
+statistical verdict: an implausible ratio; the metric and readfirst's own wall-clock timing
+pointing in opposite directions, each significantly; a metric change the wall clock does not
+show (even at the edge of its CI the wall moved less than half the metric's claim: a benchmark
+that prints a better number than it measured); one metric name printed with different values in one run.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class Evidence:
     secondary_base: list[dict[str, float]] = field(default_factory=list)
     secondary_cand: list[dict[str, float]] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    repeated_metrics: list[str] = field(default_factory=list)
+    # False for tools that calibrate their own iterations (the wall time says nothing then)
+    wall_informative: bool = True
 
 
 def side_dict(samples: list[float]) -> dict[str, Any]:
@@ -82,6 +87,13 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
             f"{format_change(test.ratio)} (cand/base {test.ratio:.3f}) is beyond the "
             f"plausibility bound {bound:g}x: check the benchmark's parsing before trusting it"
         )
+    elif ev.repeated_metrics:
+        verdict = "suspect"
+        flags.append("metric_repeated")
+        reason = (
+            f"the benchmark printed {', '.join(ev.repeated_metrics)} more than once with "
+            "different values in one run: which one is the measurement?"
+        )
     elif verdict in ("improved", "regressed") and _wall_disagrees(test, wall, ev):
         verdict = "suspect"
         flags.append("wall_time_disagrees")
@@ -89,6 +101,15 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
             f"the metric says {seq.decision} ({format_change(test.ratio)}) but readfirst's "
             f"own timing of the benchmark says the opposite (wall time "
             f"{format_change(wall.ratio)}, p={wall.p_value:.2g})"
+        )
+    elif verdict in ("improved", "regressed") and ev.wall_informative and \
+            _wall_unexplained(test, wall, ev.direction):
+        verdict = "suspect"
+        flags.append("wall_time_unexplained")
+        reason = (
+            f"the metric says {seq.decision} (ratio {test.ratio:.3f}, CI [{test.ci_low:.3f}, "
+            f"{test.ci_high:.3f}]) but readfirst's own timing of the benchmark shows no change "
+            f"(wall ratio {wall.ratio:.3f}, CI [{wall.ci_low:.3f}, {wall.ci_high:.3f}])"
         )
 
     return {
@@ -129,6 +150,20 @@ def _wall_disagrees(test: RatioTest, wall: RatioTest, ev: Evidence) -> bool:
 def _ci_level(test: RatioTest, ev: Evidence) -> float:
     """The level the reported CI holds: the looks' family level (repeated CIs) when known."""
     return 1.0 - ev.alpha if ev.alpha is not None else test.ci_level
+
+
+def _wall_unexplained(test: RatioTest, wall: RatioTest, direction: str) -> bool:
+    """Even at the edge of its CI, readfirst's wall clock shows less than half the change the
+    metric's CI claims (the metric seen as a wall-time ratio: inverted for higher-is-better).
+    Fixed start-up costs only dilute a real change, and a noisy clock proves nothing, so
+    only a clock that confidently stayed near 1 trips this: the number was printed, not run."""
+    lo, hi = (test.ci_low, test.ci_high) if direction == "lower" else \
+        (1 / test.ci_high, 1 / test.ci_low)
+    if hi < 1:  # the metric claims the benchmark got faster
+        return wall.ci_low > (hi + 1) / 2
+    if lo > 1:  # ... or slower
+        return wall.ci_high < (lo + 1) / 2
+    return False
 
 
 def _stat_reason(verdict: str, test: RatioTest, ev: Evidence) -> str:

@@ -350,6 +350,11 @@ class Loop:
                 self.log.discard([winner.exp_id, check.exp_id], f"review veto: {why}")
                 self.say(f"  review veto: {winner.cand.title}: {why}")
                 return False
+        try:  # the branch must be where the journal says, else someone forged it
+            gitcli.check_branch(self.s.target.repo, self.s.branch, self.baseline)
+        except gitcli.BranchMoved as e:
+            self.halt(f"tampering: {e}")
+            return False
         commit = land_commit(self.s.target, winner.cand, check.result, self.baseline,
                              self.run_id, self.log.seq_of(check.exp_id))
         self.log.land(self.run_id, [winner.exp_id, check.exp_id], commit)
@@ -381,6 +386,10 @@ class Loop:
                 self.log.discard([pending.exp_id, pending.winner.exp_id],
                                  f"not landed: {self.halted}")
         reason = self.halted or self.stop_reason() or "no candidates left"
+        try:
+            gitcli.check_branch(self.s.target.repo, self.s.branch, self.baseline)
+        except gitcli.BranchMoved as e:
+            reason = f"tampering: {e}"
         if self.opts.dry_run:
             reason = f"dry run: nothing launched ({reason})"
         self.log.finish(self.run_id, "done", reason)

@@ -1,8 +1,10 @@
 """Running the steps of one compare: build, checks, warm-up and benchmark rounds.
 
 Every step is logged to disk and to the journal, and after every step the protected files of
-every checkout are re-hashed (tampering raises). Rounds run base and candidate in a random order
-(RMIT), or, in duet mode, at the same time on disjoint CPU sets.
+every checkout (and of the user's own checkout) are re-hashed (tampering raises). Steps run in the
+sandbox (one per side: only that side's worktree writable) with an allow-listed environment.
+Rounds run base and candidate in a random order (RMIT), or, in duet mode, at the same time on
+disjoint CPU sets.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from pathlib import Path
 
 from readfirst import constants as C
 from readfirst.config import Spec
-from readfirst.guards import tampered
+from readfirst.guards import tampered, tree_fingerprint
 from readfirst.journal import Journal
 from readfirst.metrics import MetricParseError, parse_metrics
 from readfirst.process import RunningStep, StepResult
+from readfirst.sandbox import Policy, policy_for, step_env
 from readfirst.timedlock import timed_runs
 
 
@@ -37,6 +40,7 @@ class Sample:
     value: float  # the primary metric
     metrics: dict[str, float]
     wall: float  # seconds, timed by readfirst
+    repeated: tuple[str, ...] = ()  # metric names printed more than once with different values
 
 
 class StepFailed(Exception):
@@ -53,6 +57,26 @@ class Tampering(Exception):
         self.role, self.step, self.files = role, step, files
 
 
+class BaseOutputsChanged(Exception):
+    """The base's worktree (its build outputs) changed while a candidate step ran."""
+
+    def __init__(self, step: str, files: list[str]) -> None:
+        super().__init__(f"the base worktree changed during cand {step}: "
+                         + ", ".join(files[:5]) + (" ..." if len(files) > 5 else ""))
+        self.step, self.files = step, files
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How steps are kept apart from readfirst and the user: the user's checkout (whose
+    protected files are re-hashed too), the state directory hidden from steps, the sandbox."""
+
+    repo: Path
+    state_dir: Path
+    sandbox: bool
+    user_blobs: dict[str, str]  # protected files of the user's checkout as they were at start
+
+
 class Runner:
     def __init__(
         self,
@@ -62,6 +86,7 @@ class Runner:
         run_dir: Path,
         sides: list[Side],
         expected_blobs: dict[str, str],
+        isolation: Isolation | None = None,
     ) -> None:
         self.spec = spec
         self.journal = journal
@@ -69,8 +94,37 @@ class Runner:
         self.run_dir = run_dir
         self.sides = {s.role: s for s in sides}
         self.expected = expected_blobs
+        self.isolation = isolation
         self.metric_name = spec.metric.name  # fixed by the first base run when None
         self.rng = random.Random(int.from_bytes(os.urandom(8), "little"))
+        env = spec.target.env
+        self.env = step_env(env if isinstance(env, dict) else None,
+                            env if isinstance(env, list) else ())
+        self.policies: dict[str, Policy] = {}
+        if isolation is not None and isolation.sandbox:
+            self.policies = {s.role: policy_for(s.checkout, isolation.repo, isolation.state_dir,
+                                                spec.target.network) for s in sides}
+
+    def _step(self, side: Side, cmd: str, prefix: Path, cpus: set[int] | None = None
+              ) -> RunningStep:
+        return RunningStep(cmd, side.workdir, prefix, cpus=cpus,
+                           sandbox=self.policies.get(side.role), clean_env=self.env)
+
+    def _watch_base(self, side: Side) -> dict[str, tuple[int, int, int]] | None:
+        """Before a candidate step: the base worktree's fingerprint (without the sandbox the
+        candidate could rebuild the base's binary to make it slower)."""
+        base = self.sides.get("base")
+        if side.role != "cand" or base is None or self.policies:
+            return None
+        return tree_fingerprint(base.checkout)
+
+    def _check_base(self, before: dict[str, tuple[int, int, int]] | None, step: str) -> None:
+        if before is None:
+            return
+        after = tree_fingerprint(self.sides["base"].checkout)
+        changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+        if changed:
+            raise BaseOutputsChanged(step, changed)
 
     # --- single steps --------------------------------------------------------------------
 
@@ -83,15 +137,22 @@ class Runner:
         return step_id
 
     def verify(self, role: str, step: str) -> None:
-        """Raise Tampering when any checkout's protected files changed."""
+        """Raise Tampering when any checkout's protected files changed, the user's own
+        checkout included."""
         for s in self.sides.values():
             bad = tampered(s.checkout, self.expected)
             if bad:
                 raise Tampering(role if s.role == role else f"{role} (in {s.role})", step, bad)
+        if self.isolation is not None:
+            bad = tampered(self.isolation.repo, self.isolation.user_blobs)
+            if bad:
+                raise Tampering(f"{role} (in the user's checkout)", step, bad)
 
     def run(self, side: Side, step: str, cmd: str, timeout: float) -> StepResult:
-        res = RunningStep(cmd, side.workdir, self._log_prefix(side, step, None)).wait(timeout)
+        before = self._watch_base(side)
+        res = self._step(side, cmd, self._log_prefix(side, step, None)).wait(timeout)
         self._finish(side, step, None, res)
+        self._check_base(before, step)
         return res
 
     def build(self, side: Side) -> StepResult | None:
@@ -113,10 +174,12 @@ class Runner:
         if self.spec.metric.output_file:
             (side.workdir / self.spec.metric.output_file).unlink(missing_ok=True)
         prefix = self._log_prefix(side, step, rnd)
-        return RunningStep(self.spec.target.bench, side.workdir, prefix, cpus=cpus)
+        return self._step(side, self.spec.target.bench, prefix, cpus)
 
-    def _collect(self, side: Side, step: str, rnd: int | None, res: StepResult) -> Sample:
+    def _collect(self, side: Side, step: str, rnd: int | None, res: StepResult,
+                 base_before: dict[str, tuple[int, int, int]] | None = None) -> Sample:
         step_id = self._finish(side, step, rnd, res)
+        self._check_base(base_before, step)
         sample = self._parse(side, res)
         if rnd is not None:
             self.journal.add_sample(
@@ -129,17 +192,18 @@ class Runner:
         tail = res.tail(C.CRASH_TAIL_LINES)
         if not res.ok:
             raise StepFailed(side.role, "bench", _failure(res), tail)
+        streamed = self.spec.metric.format == "metric-lines" and not self.spec.metric.output_file
         if self.spec.metric.output_file:
-            path = side.workdir / self.spec.metric.output_file
-            if not path.is_file():
-                raise StepFailed(side.role, "bench", f"no output file {path.name}", tail)
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = _read_output_file(side, self.spec.metric.output_file, tail)
+        elif streamed and res.truncated:  # beyond the cap: the METRIC lines seen streaming
+            text = "\n".join(f"METRIC {n}={v!r}" for n, v in res.metric_lines)
         else:
             text = res.stdout()
         try:
             metrics = parse_metrics(self.spec.metric.format, text)
         except MetricParseError as e:
             raise StepFailed(side.role, "bench", f"unreadable output: {e}", tail) from None
+        repeated = _repeated(res.metric_lines) if streamed else ()
         if self.metric_name is None:
             if not metrics:
                 raise StepFailed(side.role, "bench", "no METRIC line in the output", tail)
@@ -152,13 +216,14 @@ class Runner:
             raise StepFailed(
                 side.role, "bench", f"metric {self.metric_name!r} = {value} (must be > 0)", tail
             )
-        return Sample(value, metrics, res.seconds)
+        return Sample(value, metrics, res.seconds, repeated)
 
     def bench_once(self, side: Side, step: str, rnd: int | None = None) -> Sample:
         self._position = 0
+        before = self._watch_base(side)
         with timed_runs(StepFailed):
             res = self._start_bench(side, step, rnd, None).wait(self.spec.target.bench_timeout)
-        return self._collect(side, step, rnd, res)
+        return self._collect(side, step, rnd, res, before)
 
     def warmup(self, order: list[Side]) -> None:
         for i in range(self.spec.compare.warmup):
@@ -173,9 +238,10 @@ class Runner:
         with timed_runs(StepFailed):  # one timed round at a time on this machine
             for pos, side in enumerate(order):
                 self._position = pos
+                before = self._watch_base(side)
                 res = self._start_bench(side, "bench", rnd, None).wait(
                     self.spec.target.bench_timeout)
-                got[side.role] = self._collect(side, "bench", rnd, res)
+                got[side.role] = self._collect(side, "bench", rnd, res, before)
         return got["base"], got["cand"]
 
     def duet_round(
@@ -203,6 +269,32 @@ def duet_cpu_sets() -> tuple[set[int], set[int]] | None:
         return None
     half = len(cpus) // 2
     return set(cpus[:half]), set(cpus[half : 2 * half])
+
+
+def _read_output_file(side: Side, name: str, tail: str) -> str:
+    """The benchmark's output file, which must be a regular file inside the side's checkout
+    (a candidate's symlink to a file elsewhere is not followed), read up to the cap."""
+    path = side.workdir / name
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise StepFailed(side.role, "bench", f"no output file {name}", tail) from None
+    if not real.is_relative_to(side.checkout.resolve()) or not real.is_file():
+        raise StepFailed(side.role, "bench", f"output file {name} is not a file in the "
+                         "worktree (a link to elsewhere?)", tail)
+    with open(real, "rb") as fh:
+        return fh.read(C.OUTPUT_CAP_BYTES).decode("utf-8", errors="replace")
+
+
+def _repeated(lines: list[tuple[str, float]]) -> tuple[str, ...]:
+    """Metric names printed more than once with different values in one run."""
+    seen: dict[str, float] = {}
+    out: set[str] = set()
+    for name, value in lines:
+        if name in seen and seen[name] != value:
+            out.add(name)
+        seen.setdefault(name, value)
+    return tuple(sorted(out))
 
 
 def _failure(res: StepResult) -> str:

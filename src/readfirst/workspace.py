@@ -7,9 +7,11 @@ outputs, so the next build is incremental. The user's own working tree is never 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,9 @@ from readfirst import gitcli
 from readfirst.constants import JOURNAL_FILE, STATE_DIR
 from readfirst.errors import ConfigError
 from readfirst.process import kill_processes_under
+
+# The state directory of the run this process holds (for the one-line fault message).
+_LAST_STATE: Path | None = None
 
 
 class Workspace:
@@ -44,6 +49,31 @@ class Workspace:
 
     def slot_path(self, slot: str) -> Path:
         return self.state / "worktrees" / slot
+
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """One readfirst run per target: an exclusive lock on `.readfirst/run.lock`, held for
+        the whole command (its workers run under it). Steps never see `.readfirst/`, so a
+        candidate cannot release it."""
+        global _LAST_STATE
+        _LAST_STATE = self.state
+        self.ensure()
+        path = self.state / "run.lock"
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                raise ConfigError(
+                    f"{self.state}: another readfirst run (pid {holder}) is using this target; "
+                    "wait for it to finish or stop it first"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
 
     @contextmanager
     def lock_slot(self, slot: str) -> Iterator[None]:
@@ -95,3 +125,52 @@ class Workspace:
                 shutil.rmtree(path)
             removed.append(path)
         return removed
+
+
+_FAULTS = {
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+_FAULT_WORDS = {"Read-only file system": errno.EROFS, "readonly database": errno.EROFS,
+                "No space left": errno.ENOSPC, "disk is full": errno.ENOSPC,
+                "unable to open database": errno.EACCES, "Permission denied": errno.EACCES}
+
+
+def describe_fault(e: BaseException) -> ConfigError | None:
+    """A read-only, full or unwritable state directory or worktree as one line (exit 2),
+    the run marked interrupted; None for errors that are not such faults."""
+    code = e.errno if isinstance(e, OSError) else None
+    if code not in _FAULTS:
+        code = next((c for w, c in _FAULT_WORDS.items() if w in str(e)), None)
+    if code is None:
+        return None
+    where = (e.filename if isinstance(e, OSError) and e.filename else None) or (
+        _LAST_STATE / JOURNAL_FILE if isinstance(e, sqlite3.Error) and _LAST_STATE else
+        _LAST_STATE)
+    if _LAST_STATE is not None:
+        mark_interrupted(_LAST_STATE, os.getpid())
+    return ConfigError(
+        f"{where}: {_FAULTS[code]}; readfirst needs {STATE_DIR}/ (journal, logs, worktrees) "
+        "writable with free space: free some space or make it writable, then "
+        "`readfirst run --resume` (or run the command again)"
+    )
+
+
+def mark_interrupted(state: Path, pid: int) -> None:
+    """Best effort after a fault (disk full, read-only): every run of process `pid` still
+    marked running becomes interrupted, so none is left `running`."""
+    path = state / JOURNAL_FILE
+    if not path.is_file():
+        return
+    try:
+        db = sqlite3.connect(path, timeout=5)
+        with db:
+            for table in ("runs", "loop_runs"):
+                db.execute(f"UPDATE {table} SET status = 'interrupted' "  # noqa: S608
+                           "WHERE status = 'running' AND pid = ?", (pid,))
+        db.close()
+    except sqlite3.Error:
+        pass
