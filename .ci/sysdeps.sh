@@ -5,6 +5,7 @@
 # One line per package: "<debian package> <file that shows it is installed>".
 PACKAGES="
 chromium /usr/bin/chromium
+bubblewrap /usr/bin/bwrap
 "
 missing=""
 for pkg in $(printf '%s\n' "$PACKAGES" | awk 'NF == 2 { print $1 ":" $2 }'); do

@@ -5,7 +5,8 @@ checks_failed | refused | crash | suspect (from the guards). `suspect` always ov
 statistical verdict: an implausible ratio; the metric and readfirst's own wall-clock timing
 pointing in opposite directions, each significantly; a metric change the wall clock does not
 show (even at the edge of its CI the wall moved less than half the metric's claim: a benchmark
-that prints a better number than it measured); one metric name printed with different values in one run.
+that prints a better number than it measured); one metric name printed with different values
+in one run.
 """
 
 from __future__ import annotations

@@ -112,6 +112,8 @@ class _Sink:
                 self.file.write(data)
             except OSError as e:
                 self.error = e
+                with contextlib.suppress(OSError):  # give back the space (disk full)
+                    self.file.truncate(0)
 
     def close(self) -> bool:
         """Write the kept tail; True when output was dropped. Raises a write failure."""

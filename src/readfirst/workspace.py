@@ -57,8 +57,18 @@ class Workspace:
         candidate cannot release it."""
         global _LAST_STATE
         _LAST_STATE = self.state
+        created = not self.state.exists()
         self.ensure()
         path = self.state / "run.lock"
+        try:
+            with self._hold(path):
+                yield
+        finally:  # bad input ends a first run before anything is written: leave nothing
+            if created and {p.name for p in self.state.iterdir()} <= {".gitignore", "run.lock"}:
+                shutil.rmtree(self.state, ignore_errors=True)
+
+    @contextmanager
+    def _hold(self, path: Path) -> Iterator[None]:
         with open(path, "a+") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
