@@ -134,7 +134,7 @@ def _wait_for(db_path: Path, sql: str, ready: object, what: str,
 def test_kill_9_mid_run_then_resume_loses_nothing(loop_target: tuple[Path, Path],
                                                   tmp_path: Path) -> None:
     target, patches = loop_target
-    gate = tmp_path / "gate"
+    gate = target / "gate"  # in the repository: the sandboxed benchmark sees it (read-only)
     _add_gated(target, patches, gate)
     proc = _start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"
@@ -172,7 +172,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing(loop_target: tuple[Path, Path]
 def test_a_worker_that_dies_is_recorded_and_the_run_goes_on(
         loop_target: tuple[Path, Path], tmp_path: Path) -> None:
     target, patches = loop_target
-    gate = tmp_path / "gate"
+    gate = target / "gate"  # in the repository: the sandboxed benchmark sees it (read-only)
     _add_gated(target, patches, gate)
     proc = _start_run(target, patches, 1)
     db_path = target / ".readfirst/journal.db"
@@ -284,7 +284,7 @@ def test_missing_executor_extra_is_a_one_line_error(loop_target: tuple[Path, Pat
 def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path],
                                        tmp_path: Path) -> None:
     target, patches = loop_target
-    gate = tmp_path / "gate"
+    gate = target / "gate"  # in the repository: the sandboxed benchmark sees it (read-only)
     _add_gated(target, patches, gate)
     proc = _start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"

@@ -7,6 +7,7 @@ outputs, so the next build is incremental. The user's own working tree is never 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -20,6 +21,11 @@ from readfirst import gitcli
 from readfirst.constants import JOURNAL_FILE, STATE_DIR
 from readfirst.errors import ConfigError
 from readfirst.process import kill_processes_under
+
+# Space set aside when a run starts and given back on a fault (disk full), so the journal
+# can still mark the run interrupted.
+RESERVE_FILE = "reserve"
+RESERVE_BYTES = 256 * 1024
 
 # The state directory of the run this process holds (for the one-line fault message).
 _LAST_STATE: Path | None = None
@@ -64,6 +70,7 @@ class Workspace:
             with self._hold(path):
                 yield
         finally:  # bad input ends a first run before anything is written: leave nothing
+            (self.state / RESERVE_FILE).unlink(missing_ok=True)
             if created and {p.name for p in self.state.iterdir()} <= {".gitignore", "run.lock"}:
                 shutil.rmtree(self.state, ignore_errors=True)
 
@@ -83,6 +90,9 @@ class Workspace:
             fh.truncate()
             fh.write(str(os.getpid()))
             fh.flush()
+            reserve = self.state / RESERVE_FILE
+            with contextlib.suppress(OSError):  # room to mark the run interrupted if full
+                reserve.write_bytes(b"\0" * RESERVE_BYTES)
             yield
 
     @contextmanager
@@ -161,6 +171,7 @@ def describe_fault(e: BaseException) -> ConfigError | None:
         _LAST_STATE / JOURNAL_FILE if isinstance(e, sqlite3.Error) and _LAST_STATE else
         _LAST_STATE)
     if _LAST_STATE is not None:
+        (_LAST_STATE / RESERVE_FILE).unlink(missing_ok=True)
         mark_interrupted(_LAST_STATE, os.getpid())
     return ConfigError(
         f"{where}: {_FAULTS[code]}; readfirst needs {STATE_DIR}/ (journal, logs, worktrees) "
