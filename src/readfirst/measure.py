@@ -102,8 +102,10 @@ class Runner:
                             env if isinstance(env, list) else ())
         self.policies: dict[str, Policy] = {}
         if isolation is not None and isolation.sandbox:
+            t = spec.target
+            commands = [c for c in (t.build, t.bench, t.checks) if c]
             self.policies = {s.role: policy_for(s.checkout, isolation.repo, isolation.state_dir,
-                                                spec.target.network) for s in sides}
+                                                t.network, commands) for s in sides}
 
     def _step(self, side: Side, cmd: str, prefix: Path, cpus: set[int] | None = None
               ) -> RunningStep:

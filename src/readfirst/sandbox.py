@@ -2,9 +2,9 @@
 
 Candidate code is untrusted. Each step runs in `bwrap` with the whole filesystem read-only,
 its own side's worktree the only writable place, `.readfirst/` (journal, logs, locks, the other
-worktrees) hidden, a private /tmp, /run and home, no network unless `[target] network = true`,
-its own PID/IPC/UTS namespaces, no capabilities, and `--die-with-parent`: nothing it starts
-outlives the step. The environment is an allow-list; known secret values are scrubbed from
+worktrees) hidden, a private /tmp and /run, the home directory's credentials (~/.ssh, ~/.aws,
+...) hidden, no network unless `[target] network = true`, its own PID/IPC/UTS namespaces, no
+capabilities, and `--die-with-parent`: nothing it starts outlives the step. The environment is an allow-list; known secret values are scrubbed from
 everything readfirst writes.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -41,9 +42,18 @@ ALLOWED_ENV_PREFIXES = ("LC_", "CCACHE_")
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE",
                          re.IGNORECASE)
 
-# Places with sockets, agents and credentials: an empty private tmpfs over each in the sandbox
-# (/run holds e.g. the docker socket, which --unshare-net does not cut off).
-HIDDEN_SYSTEM = ("/tmp", "/var/tmp", "/run", "/var/run", "/dev/shm", "/root", "/home")
+# Places with sockets and other processes' files: an empty private tmpfs over each in the
+# sandbox (/run holds e.g. the docker socket, which --unshare-net does not cut off).
+HIDDEN_SYSTEM = ("/tmp", "/var/tmp", "/run", "/var/run", "/dev/shm")
+# Credentials in the home directory (which stays readable, read-only: toolchains live there):
+# directories get an empty tmpfs, files /dev/null.
+HOME_CREDENTIALS = (
+    ".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".config/gh",
+    ".config/hub", ".netrc", ".git-credentials", ".pypirc", ".npmrc", ".yarnrc",
+    ".cargo/credentials", ".cargo/credentials.toml", ".config/openai", ".anthropic",
+    ".config/anthropic", ".huggingface", ".cache/huggingface/token", ".sky", ".ray",
+    ".config/sky", ".password-store", ".local/share/keyrings",
+)
 
 
 class SandboxUnavailable(Exception):
@@ -66,6 +76,9 @@ class Policy:
             p = Path(place)
             if p.is_dir() and not p.is_symlink():
                 args += ["--tmpfs", place]
+        for secret in _home_credentials():
+            args += ["--tmpfs", str(secret)] if secret.is_dir() else \
+                ["--ro-bind", "/dev/null", str(secret)]
         for ro in _outermost(self.readonly):
             args += ["--ro-bind", str(ro), str(ro)]
         for hide in self.hidden:
@@ -75,6 +88,17 @@ class Policy:
                  "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                  "--chdir", str(cwd), "--"]
         return args
+
+
+def _home_credentials() -> list[Path]:
+    homes = {Path.home(), Path("/root")}
+    found = []
+    for home in homes:
+        for rel in HOME_CREDENTIALS:
+            p = home / rel
+            if (p.is_dir() or p.is_file()) and not p.is_symlink():
+                found.append(p)
+    return found
 
 
 def _outermost(paths: Iterable[Path]) -> list[Path]:
@@ -109,10 +133,12 @@ def probe() -> str | None:
     return None
 
 
-def policy_for(worktree: Path, repo: Path, state_dir: Path, network: bool) -> Policy:
-    """The policy of one side: its worktree writable; the repository (and its git dir, and
-    the toolchains on PATH) visible read-only; readfirst's state directory hidden."""
-    readonly = [repo.resolve()]
+def policy_for(worktree: Path, repo: Path, state_dir: Path, network: bool,
+               commands: Iterable[str] = ()) -> Policy:
+    """The policy of one side: its worktree writable; the repository (and its git dir, the
+    toolchains on PATH, and absolute paths the config's commands name, e.g. a benchmark
+    script kept outside the repository) visible read-only; readfirst's state hidden."""
+    readonly = [repo.resolve(), *_named_paths(commands)]
     git_common = _git_common_dir(repo)
     if git_common is not None:
         readonly.append(git_common)
@@ -123,6 +149,18 @@ def policy_for(worktree: Path, repo: Path, state_dir: Path, network: bool) -> Po
             readonly.append(p.resolve())
     return Policy(writable=worktree.resolve(), readonly=tuple(readonly),
                   hidden=(state_dir.resolve(),), network=network)
+
+
+def _named_paths(commands: Iterable[str]) -> list[Path]:
+    """Existing absolute paths named as words of the (user's, trusted) commands."""
+    found = []
+    for cmd in commands:
+        try:
+            words = shlex.split(cmd)
+        except ValueError:
+            continue
+        found += [Path(w).resolve() for w in words if w.startswith("/") and Path(w).exists()]
+    return found
 
 
 def _git_common_dir(repo: Path) -> Path | None:

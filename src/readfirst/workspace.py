@@ -70,7 +70,8 @@ class Workspace:
             with self._hold(path):
                 yield
         finally:  # bad input ends a first run before anything is written: leave nothing
-            (self.state / RESERVE_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (self.state / RESERVE_FILE).unlink(missing_ok=True)
             if created and {p.name for p in self.state.iterdir()} <= {".gitignore", "run.lock"}:
                 shutil.rmtree(self.state, ignore_errors=True)
 
@@ -171,7 +172,8 @@ def describe_fault(e: BaseException) -> ConfigError | None:
         _LAST_STATE / JOURNAL_FILE if isinstance(e, sqlite3.Error) and _LAST_STATE else
         _LAST_STATE)
     if _LAST_STATE is not None:
-        (_LAST_STATE / RESERVE_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (_LAST_STATE / RESERVE_FILE).unlink(missing_ok=True)
         mark_interrupted(_LAST_STATE, os.getpid())
     return ConfigError(
         f"{where}: {_FAULTS[code]}; readfirst needs {STATE_DIR}/ (journal, logs, worktrees) "
