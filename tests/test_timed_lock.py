@@ -29,7 +29,11 @@ def _patch(target: Path, rel: str, text: str) -> str:
 
 
 def test_timed_runs_of_two_workers_never_overlap(tmp_path: Path) -> None:
-    target = make_target(tmp_path / "target", TOML.replace("max_rounds = 20", "max_rounds = 10"))
+    # the benchmark appends to a log outside its worktree: only without the sandbox, and with
+    # TIMING_LOG passed through the steps' allow-listed environment
+    toml = TOML.replace("max_rounds = 20", "max_rounds = 10").replace(
+        "[metric]", 'env = ["TIMING_LOG"]\n\n[metric]')
+    target = make_target(tmp_path / "target", toml)
     write(target, "autoresearch.sh", BENCH, executable=True)
     git(target, "commit", "-qam", "bench records its interval")
     patches = tmp_path / "patches"
@@ -39,7 +43,7 @@ def test_timed_runs_of_two_workers_never_overlap(tmp_path: Path) -> None:
     log = tmp_path / "intervals.log"
     env = {"TIMING_LOG": str(log), "READFIRST_TIMED_LOCK": str(tmp_path / "timed.lock")}
     code, s, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
-                            "--workers", "2", "--json", cwd=target, env=env)
+                            "--workers", "2", "--json", "--no-sandbox", cwd=target, env=env)
     assert code == 0, proc.stderr
     runs = []
     for line in log.read_text().splitlines():
