@@ -4,8 +4,8 @@ Candidate code is untrusted. Each step runs in `bwrap` with the whole filesystem
 its own side's worktree the only writable place, `.readfirst/` (journal, logs, locks, the other
 worktrees) hidden, a private /tmp and /run, the home directory's credentials (~/.ssh, ~/.aws,
 ...) hidden, no network unless `[target] network = true`, its own PID/IPC/UTS namespaces, no
-capabilities, and `--die-with-parent`: nothing it starts outlives the step. The environment is an allow-list; known secret values are scrubbed from
-everything readfirst writes.
+capabilities, and `--die-with-parent`: nothing it starts outlives the step. The environment
+is an allow-list; known secret values are scrubbed from everything readfirst writes.
 """
 
 from __future__ import annotations
