@@ -37,10 +37,10 @@ def reuse_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
     write(target, "Makefile", MAKEFILE)
     write(target, "src/other.c", "int other(void) { return 1; }\n")
     base = commit(target, "two objects")
-    write(target, "src/params.h", params(work=2_000_000))
-    cand = commit(target, "a third of the work")
+    write(target, "src/params.h", params(work=3_000_000))
+    cand = commit(target, "half the work")
     git(target, "reset", "-q", "--hard", base)
-    write(target, "src/params.h", params(work=2_500_000))
+    write(target, "src/params.h", params(work=4_000_000))
     git(target, "branch", "-q", "later", commit(target, "less work again"))
     git(target, "reset", "-q", "--hard", base)
     log = tmp_path / "compiles.log"
