@@ -81,8 +81,10 @@ def finished_run(tmp_path: Path) -> tuple[Path, dict]:
         _diff(repo, "src/params.h", "#define SCALE 0.25\n"))
     git(repo, "reset", "-q", "--", "src/params.h")
     write(repo, "src/params.h", "#define SCALE 1.0\n")
+    # --waves: 03 and 04 must be measured after 01 landed (each helps only on top of it);
+    # without the barrier they could start on the base while 01 is still being confirmed
     code, summary, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
-                                  "--workers", "2", "--json", cwd=repo, timeout=None)
+                                  "--workers", "2", "--waves", "--json", cwd=repo, timeout=None)
     assert code == 0, proc.stderr
     kept = {e["title"] for e in summary["experiments"] if e["outcome"] == "kept"}
     assert kept == {"01-halve-scale", "02-double-speed", "03-bonus", "04-quarter-scale"}, \
