@@ -33,7 +33,10 @@ MAKEFILE = textwrap.dedent(
 
 @pytest.fixture
 def reuse_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, str]:
-    target = make_target(tmp_path / "target", TOML.replace("max_rounds = 20", "max_rounds = 10"))
+    # the build appends to a log outside its worktree: no sandbox, COMPILE_LOG passed through
+    toml = TOML.replace("max_rounds = 20", "max_rounds = 10").replace(
+        "[metric]", 'env = ["COMPILE_LOG"]\nsandbox = false\n\n[metric]')
+    target = make_target(tmp_path / "target", toml)
     write(target, "Makefile", MAKEFILE)
     write(target, "src/other.c", "int other(void) { return 1; }\n")
     base = commit(target, "two objects")
