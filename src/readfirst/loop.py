@@ -385,6 +385,8 @@ class Loop:
             if pending.check is not None:
                 self.log.discard([pending.exp_id, pending.winner.exp_id],
                                  f"not landed: {self.halted}")
+        if not self.opts.waves and not self.halted:  # what came back since the last refresh
+            self.refresh_research()
         reason = self.halted or self.stop_reason() or "no candidates left"
         try:
             gitcli.check_branch(self.s.target.repo, self.s.branch, self.baseline)
