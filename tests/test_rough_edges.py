@@ -238,7 +238,7 @@ def test_help_lists_commands_in_workflow_order_with_examples() -> None:
     assert code == 0
     listed = re.findall(r"^  (\w+)\s{2,}", proc.stdout.split("Commands:")[1], re.MULTILINE)
     assert listed == [c for c in WORKFLOW_ORDER if c in listed]
-    assert listed[:5] == ["init", "research", "bench", "compare", "run"]
+    assert listed[:6] == ["init", "research", "bench", "compare", "judge", "run"]
     assert "..." not in proc.stdout.split("Commands:")[1]  # no cut summaries
     for name, command in cli.commands.items():
         for param in command.params:

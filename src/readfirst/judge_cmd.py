@@ -18,6 +18,7 @@ import click
 import numpy as np
 
 from readfirst import constants as C
+from readfirst.cli_options import example
 from readfirst.samples import JUDGE_FORMATS, Series, read_side
 from readfirst.stats import decide, median_ci, unpaired_ratio_test
 
@@ -83,7 +84,9 @@ def judge_results(old_path: Path, new_path: Path, fmt: str | None, alpha: float,
     }
 
 
-@click.command("judge")
+@click.command("judge", short_help="Results already measured: OLD vs NEW, benchstat-style.",
+               epilog=example("readfirst judge old.txt new.txt",
+                              "readfirst judge old/ new/ --format hyperfine-json --json"))
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(JUDGE_FORMATS),
