@@ -208,16 +208,20 @@ def test_demo_on_ray_reaches_the_local_verdicts(cluster: dict[str, object]) -> N
     summary = run_loop(Target.at(target), load_spec(target),
                        LoopOptions(proposer="forks", workers=2))
     verdicts = {e["title"]: e["verdict"] for e in summary["experiments"]
-                if e["kind"] == "explore"}
-    expected = {"matvec": "regressed", "autoresearch.sh": "refused", "rmsnorm": "improved",
-                "softmax: fuse": "improved", "softmax: skip the max pass": "checks_failed"}
+                if e["kind"] == "explore" and e["status"] != "skipped"}
+    # the fork's edit of the benchmark script never reaches a worker: triaged out of scope
+    assert [e for e in summary["experiments"]
+            if e["status"] == "skipped" and e["reason"].startswith("out of scope")]
+    expected = {"matvec": "regressed", "rmsnorm": "improved", "softmax: fuse": "improved"}
 
     def verdict(start: str) -> str | None:
         (got,) = [v for t, v in verdicts.items() if t.startswith(start)]
         return got
 
-    for start in ("matvec", "autoresearch.sh"):  # decided on any machine
-        assert verdict(start) == expected[start], (start, verdicts)
+    assert verdict("matvec") == "regressed", verdicts  # decided on any machine
+    # the broken softmax fails its checks once it applies (on top of the fusion it needs)
+    assert all(v == "checks_failed" for t, v in verdicts.items()
+               if t.startswith("softmax: skip the max pass")), verdicts
     undecided = [s for s in ("rmsnorm", "softmax: fuse") if verdict(s) == "inconclusive"]
     if undecided:  # "no decision" is the noise of a busy machine, never a wrong verdict
         pytest.xfail(f"this machine is too noisy to decide {undecided} today: {verdicts}")

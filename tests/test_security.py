@@ -361,6 +361,7 @@ def test_known_secrets_are_scrubbed_from_logs_without_the_sandbox(target: Path) 
 def test_a_metric_printed_better_than_measured_is_suspect(target: Path) -> None:
     # the candidate measures the same work but reports half of it
     toml = (target / "readfirst.toml").read_text().replace("rounds = 5", "rounds = 8")
+    toml = toml.replace("wall_check = false", "wall_check = true")
     write(target, "readfirst.toml", toml)
     commit(target, "more rounds")
     hostile(target, "true", scale=0.5)

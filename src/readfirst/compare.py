@@ -278,7 +278,8 @@ def _measure(
             secondary_base=metrics["base"],
             secondary_cand=metrics["cand"],
             repeated_metrics=sorted(repeated),
-            wall_informative=spec.metric.format not in C.SELF_TIMING_FORMATS,
+            wall_informative=(spec.metric.wall_check
+                              and spec.metric.format not in C.SELF_TIMING_FORMATS),
         )
     )
 

@@ -67,6 +67,10 @@ class MetricSection(_Section):
     # Read the benchmark's output from this file (relative to the checkout) instead of stdout,
     # e.g. for `hyperfine --export-json out.json`.
     output_file: str | None = None
+    # readfirst's own wall clock must show (at least half of) the change the metric claims,
+    # else `suspect`. Turn off only when the metric times a small part of a long run (a model
+    # load, a set-up) that the wall clock cannot see; candidates cannot change this file.
+    wall_check: bool = True
 
     @field_validator("format")
     @classmethod
