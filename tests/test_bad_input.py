@@ -23,7 +23,7 @@ def _assert_clean_exit_2(proc, target: Path, *needles: str) -> None:
     ("toml", "needles"),
     [
         (TOML.replace("rounds = 5", "rounds = 'five'"),
-         ["readfirst.toml:17", "[compare] rounds", "expected", "'five'"]),
+         ["readfirst.toml:20", "[compare] rounds", "expected", "'five'"]),
         (TOML.replace('unit = "ms"', 'unit = "ms"\nformat = "csv"'),
          ["readfirst.toml:15", "[metric] format", "llama-bench-json"]),
         (TOML.replace('direction = "lower"', 'direction = "down"'),
@@ -31,7 +31,7 @@ def _assert_clean_exit_2(proc, target: Path, *needles: str) -> None:
         (TOML.replace('bench = "./autoresearch.sh"\n', ""),
          ["readfirst.toml:1", "[target] bench", "missing"]),
         (TOML.replace("warmup = 1", "warmup = 1\nwarmpu = 2"),
-         ["readfirst.toml:21", "[compare] warmpu", "unknown key"]),
+         ["readfirst.toml:24", "[compare] warmpu", "unknown key"]),
         (TOML.replace("[metric]", "[metric"), ["readfirst.toml:11: invalid TOML", "column 8"]),
         (TOML.replace("max_rounds = 20", "max_rounds = 3"), ["max_rounds", ">= rounds"]),
     ],

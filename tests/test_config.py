@@ -36,8 +36,10 @@ def test_flat_layout_compare_takes_metric_from_first_metric_line(tmp_path: Path)
     write(target, "autoresearch.sh", "#!/bin/sh\nset -e\nmake -s >&2\nexec ./build/prog\n", True)
     write(target, "autoresearch.checks.sh", "#!/bin/sh\nmake -s\nexec ./build/prog --check\n",
           True)
+    # no readfirst.toml, so the wall-clock guard is on: enough work for the clock to see it
+    write(target, "src/params.h", params(BASE_WORK * 20))
     commit(target, "self-building scripts")
-    write(target, "src/params.h", params(BASE_WORK // 2))
+    write(target, "src/params.h", params(BASE_WORK * 10))
     commit(target, "half")
     code, r, proc = run_cli("compare", "HEAD~1", "HEAD", "--json", cwd=target)
     assert code == 0, proc.stderr
