@@ -120,8 +120,11 @@ def test_failing_base_shows_tail_and_log(target: Path) -> None:
 
 def test_compare_worktree_right_after_init_is_measured(tmp_path: Path) -> None:
     root = make_target(tmp_path / "t", toml="")
+    # init's config keeps the wall-clock guard on: enough work for the clock to see the change
+    write(root, "src/params.h", params(BASE_WORK * 20))
+    commit(root, "more work")
     _init(root)  # readfirst.toml now exists, uncommitted
-    write(root, "src/params.h", params(BASE_WORK // 2))  # the user's uncommitted change
+    write(root, "src/params.h", params(BASE_WORK * 10))  # the user's uncommitted change
     code, data, proc = run_cli("compare", "HEAD", "WORKTREE", "--json", cwd=root, timeout=None)
     assert code == 0, proc.stderr
     assert data["verdict"] == "improved", data["reason"]
