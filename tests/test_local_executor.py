@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import BASE_WORK, git, make_target, params, write
+from conftest import BASE_WORK, TOML, git, make_target, params, write
 
 from readfirst.candidate import Candidate
 from readfirst.config import load_spec
@@ -58,7 +58,8 @@ def test_one_worker_process_runs_many_experiments(tmp_path: Path) -> None:
 
 
 def test_cancel_kills_the_worker_and_its_steps_then_a_new_one_starts(tmp_path: Path) -> None:
-    target = make_target(tmp_path / "t")
+    # the hanging benchmark reports its pid through a file outside its worktree: no sandbox
+    target = make_target(tmp_path / "t", TOML.replace("[target]", "[target]\nsandbox = false"))
     prog = (target / "src/prog.c").read_text()
     pidfile = tmp_path / "bench.pid"
     hang = prog.replace('#include "params.h"', '#include "params.h"\n#include <unistd.h>').replace(
