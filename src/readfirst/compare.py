@@ -280,6 +280,7 @@ def _measure(
             repeated_metrics=sorted(repeated),
             wall_informative=(spec.metric.wall_check
                               and spec.metric.format not in C.SELF_TIMING_FORMATS),
+            wall_share=spec.metric.wall_share,
         )
     )
 

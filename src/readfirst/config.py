@@ -67,10 +67,12 @@ class MetricSection(_Section):
     # Read the benchmark's output from this file (relative to the checkout) instead of stdout,
     # e.g. for `hyperfine --export-json out.json`.
     output_file: str | None = None
-    # readfirst's own wall clock must show (at least half of) the change the metric claims,
-    # else `suspect`. Turn off only when the metric times a small part of a long run (a model
-    # load, a set-up) that the wall clock cannot see; candidates cannot change this file.
+    # readfirst's own wall clock must show at least `wall_share` of the change the metric
+    # claims (the share of the process the metric times), else `suspect`. Lower the share, or
+    # turn the check off, when the metric times a small part of a long run (a model load, a
+    # set-up) that the wall clock hardly sees; candidates cannot change this file.
     wall_check: bool = True
+    wall_share: float = Field(C.WALL_MIN_TIMED_SHARE, gt=0, le=1)
 
     @field_validator("format")
     @classmethod

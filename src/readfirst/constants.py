@@ -30,6 +30,11 @@ PLAUSIBLE_RATIO = 3.0  # cand/base beyond 3x either way is "suspect", never "imp
 BASELINE_DRIFT = 0.10  # flag a baseline this far from the journal's last one (same code, host)
 # Formats whose tools calibrate their own iteration counts, so the process's wall time stays
 # the same whatever the speed: readfirst's wall clock cannot check their metric.
+# The smallest share of a benchmark process's wall time the metric may time: a metric that
+# claims a change the wall clock does not show even at this share (at the edges of both CIs)
+# is `suspect`. The demo's decode loop is about half its process; a METRIC printed 2x better
+# than measured leaves the wall at 1.00 and trips any share above a few percent.
+WALL_MIN_TIMED_SHARE = 0.2
 SELF_TIMING_FORMATS = ("google-benchmark-json", "pytest-benchmark-json")
 CRASH_TAIL_LINES = 50  # lines of output kept in a crash verdict
 ERROR_TAIL_LINES = 8  # lines of a failing step's output shown in an error message

@@ -4,9 +4,9 @@ Verdicts: improved | regressed | no_change | inconclusive (from the statistics),
 checks_failed | refused | crash | suspect (from the guards). `suspect` always overrides a
 statistical verdict: an implausible ratio; the metric and readfirst's own wall-clock timing
 pointing in opposite directions, each significantly; a metric change the wall clock does not
-show (even at the edge of its CI the wall moved less than half the metric's claim: a benchmark
-that prints a better number than it measured); one metric name printed with different values
-in one run.
+show (even at the edge of its CI the wall moved less than `[metric] wall_share` of the
+metric's claim: a benchmark that prints a better number than it measured); one metric name
+printed with different values in one run.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class Evidence:
     repeated_metrics: list[str] = field(default_factory=list)
     # False for tools that calibrate their own iterations (the wall time says nothing then)
     wall_informative: bool = True
+    # the smallest share of the process's wall time the metric may time ([metric] wall_share)
+    wall_share: float = C.WALL_MIN_TIMED_SHARE
 
 
 def side_dict(samples: list[float]) -> dict[str, Any]:
@@ -104,7 +106,7 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
             f"{format_change(wall.ratio)}, p={wall.p_value:.2g})"
         )
     elif verdict in ("improved", "regressed") and ev.wall_informative and \
-            _wall_unexplained(test, wall, ev.direction):
+            _wall_unexplained(test, wall, ev.direction, ev.wall_share):
         verdict = "suspect"
         flags.append("wall_time_unexplained")
         reason = (
@@ -153,17 +155,20 @@ def _ci_level(test: RatioTest, ev: Evidence) -> float:
     return 1.0 - ev.alpha if ev.alpha is not None else test.ci_level
 
 
-def _wall_unexplained(test: RatioTest, wall: RatioTest, direction: str) -> bool:
-    """Even at the edge of its CI, readfirst's wall clock shows less than half the change the
-    metric's CI claims (the metric seen as a wall-time ratio: inverted for higher-is-better).
-    Fixed start-up costs only dilute a real change, and a noisy clock proves nothing, so
-    only a clock that confidently stayed near 1 trips this: the number was printed, not run."""
+def _wall_unexplained(test: RatioTest, wall: RatioTest, direction: str,
+                      share: float) -> bool:
+    """Even at the edge of its CI, readfirst's wall clock shows less than `share` of the
+    smallest change the metric's CI claims (the metric seen as a wall-time ratio: inverted for
+    higher-is-better). A metric that times `share` of the process moves the wall by `share` of
+    its own change (fixed start-up costs only dilute a real change), and a noisy clock proves
+    nothing, so only a clock that confidently stayed near 1 trips this: the number was
+    printed, not run."""
     lo, hi = (test.ci_low, test.ci_high) if direction == "lower" else \
         (1 / test.ci_high, 1 / test.ci_low)
     if hi < 1:  # the metric claims the benchmark got faster
-        return wall.ci_low > (hi + 1) / 2
+        return wall.ci_low > 1 - share * (1 - hi)
     if lo > 1:  # ... or slower
-        return wall.ci_high < (lo + 1) / 2
+        return wall.ci_high < 1 + share * (lo - 1)
     return False
 
 
