@@ -1,9 +1,10 @@
 """Does the demo keep both real wins with 2 workers while another process keeps a core busy?
 
 Runs `readfirst demo --workers 2` N times (each in a fresh temp dir) while a busy-loop process
-spins on one core, and prints one row per run (what was kept, the two fusions' verdicts and
-changes, wall time) and how many runs kept both fusions. Timed benchmark runs of the two
-workers take turns (timedlock.py); builds and checks run in parallel.
+spins on one core, and prints one row per run (the two fusions' verdicts and changes, then
+each confirmation and its outcome; whether both were kept; wall time) and how many runs kept
+both fusions. Timed benchmark runs of the two workers take turns (timedlock.py); builds and
+checks run in parallel.
 
 Usage: .venv/bin/python benchmarks/demo_under_load.py [--runs 10] [--no-load]
 Slow: about N minutes on a quiet 2-core machine.
@@ -35,17 +36,21 @@ def one_run(workers: int) -> dict:
     summary = json.loads(proc.stdout)
     kept = [e["title"] for e in summary["experiments"]
             if e["kind"] == "confirm" and e["outcome"] == "kept"]
-    explore = {f: next((e for e in summary["experiments"] if e["kind"] == "explore"
-                        and e["title"].startswith(f)), None) for f in FUSIONS}
-    return {"kept": kept, "explore": explore, "wall": wall}
+    found = {f: [e for e in summary["experiments"] if e["title"].startswith(f)] for f in FUSIONS}
+    return {"kept": kept, "found": found, "wall": wall}
 
 
-def describe(e: dict | None) -> str:
-    if e is None:
+def describe(experiments: list[dict]) -> str:
+    """The fusion's verdicts in order: exploration, then confirmation(s) and their outcome."""
+    if not experiments:
         return "not tried"
-    ratio = e.get("ratio")
-    change = f" {ratio - 1:+.1%}" if ratio else ""
-    return f"{e['verdict'] or e['status']}{change}"
+    parts = []
+    for e in experiments:
+        ratio = e.get("ratio")
+        change = f" {ratio - 1:+.1%}" if ratio else ""
+        outcome = f" ({e['outcome']})" if e["kind"] == "confirm" and e.get("outcome") else ""
+        parts.append(f"{e['verdict'] or e['status']}{change}{outcome}")
+    return " -> ".join(parts)
 
 
 def main() -> None:
@@ -68,7 +73,7 @@ def main() -> None:
                 continue
             ok = all(any(k.startswith(f) for k in r["kept"]) for f in FUSIONS)
             both += ok
-            cells = " | ".join(describe(r["explore"][f]) for f in FUSIONS)
+            cells = " | ".join(describe(r["found"][f]) for f in FUSIONS)
             print(f"| {i} | {cells} | {'yes' if ok else 'no'} | {r['wall']:.0f} |", flush=True)
     finally:
         if busy is not None:
