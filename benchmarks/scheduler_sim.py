@@ -28,7 +28,8 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,9 @@ class SimExecutor:
         self._outcomes = outcomes
         self._running: dict[int, tuple[Handle, float, float, str]] = {}  # start, end, json
         self._heap: list[tuple[float, int]] = []
+        # idle worker-seconds by why the workers were idle (`classify`: the loop's state)
+        self.idle: Counter[str] = Counter()
+        self.classify: Callable[[], str] = lambda: "tail"
 
     def idle_workers(self) -> list[str]:
         busy = {h.worker for h, *_ in self._running.values()}
@@ -198,7 +202,7 @@ class SimExecutor:
         due = sorted(self._running[i][2] for i in wanted if i in self._running)
         done: list[JobResult] = []
         if due and (timeout is None or due[0] <= self.now + timeout):
-            self.now = max(self.now, due[0])
+            self._advance(max(self.now, due[0]))
             aside = []
             while self._heap and self._heap[0][0] <= self.now:
                 end, exp_id = heapq.heappop(self._heap)
@@ -209,9 +213,16 @@ class SimExecutor:
             for item in aside:
                 heapq.heappush(self._heap, item)
         elif timeout is not None:
-            self.now += timeout
+            self._advance(self.now + timeout)
         self.own_seconds += time.perf_counter() - t0
         return done
+
+    def _advance(self, to: float) -> None:
+        """Move the clock, booking the idle workers' time under the loop's reason."""
+        idle = len(self.workers) - len(self._running)
+        if idle and to > self.now:
+            self.idle[self.classify()] += idle * (to - self.now)
+        self.now = to
 
     def cancel(self, handle: Handle) -> None:
         entry = self._running.pop(handle.exp_id, None)
@@ -262,7 +273,8 @@ class SimReport:
     kept: int
     makespan_h: float  # simulated
     utilisation: float  # over the whole run
-    steady: float  # until the last candidate started (after it, only its tail is left)
+    while_work: float  # over the span where work remained (the tail left out; see `idle_reason`)
+    idle: dict[str, float]  # idle worker-seconds by reason, as a share of workers x makespan
     loop_seconds: float  # readfirst's own wall time: Loop.run minus the simulated executor
     report_seconds: float  # the Markdown + HTML report at the end (part of loop_seconds)
     journal_writes: int
@@ -308,6 +320,7 @@ def simulate(workers: int, experiments_per_worker: int = 10, seed: int = 0, *,
         target = _sim_target((workdir or Path(tmp)) / "target")
         prop = SimProposer(cands, workers if proposer == "continuous" else None)
         loop = Loop.start(target, spec, opts, executor=sim, proposer=prop)  # type: ignore[arg-type]
+        sim.classify = lambda: idle_reason(loop, prop)
         db = loop.log.db
         writes0 = db.total_changes
         report_t = [0.0]
@@ -332,18 +345,39 @@ def simulate(workers: int, experiments_per_worker: int = 10, seed: int = 0, *,
         wall = time.perf_counter() - t0
     rows = summary["experiments"]
     makespan = sim.now
-    explore_ids = {r["seq"] for r in rows if r["kind"] == "explore"}  # fresh journal: id = seq
-    spans = _spans(sim)
-    last = max((start for i, (start, _e) in spans.items() if i in explore_ids), default=0.0)
-    steady = sum(min(e, last) - start for start, e in spans.values() if start < last)
+    capacity = workers * makespan
     return SimReport(
         "barrier" if barrier else "no barrier", workers,
         sum(1 for r in rows if r["kind"] == "explore" and r["wave"] > 0),
         sum(1 for r in rows if r["kind"] == "confirm"),
         sum(1 for r in rows if r["kind"] == "confirm" and r["outcome"] == "kept"),
-        makespan / 3600, sim.busy_seconds / (workers * makespan) if makespan else 0.0,
-        steady / (workers * last) if last else 0.0,
+        makespan / 3600, sim.busy_seconds / capacity if makespan else 0.0,
+        sim.busy_seconds / (capacity - sim.idle["tail"]) if makespan else 0.0,
+        {k: v / capacity for k, v in sim.idle.items()} if makespan else {},
         wall - sim.own_seconds, report_t[0], writes[0], sim.peak_in_flight, summary, sim)
+
+
+IDLE_REASONS = ("barrier", "proposer had nothing", "waiting for landing",
+                "confirmation serialisation", "tail")
+
+
+def idle_reason(loop: Loop, prop: SimProposer) -> str:
+    """Why the loop left workers idle just now (it has just given every idle worker what it
+    could): one of IDLE_REASONS. `tail`: nothing is left to start and nothing can come of
+    what is in flight but its own result, so no schedule could use the idle workers."""
+    if loop.halted or loop.stop_reason() is not None:
+        return "tail"
+    if loop.opts.waves and loop.flights and (loop.queue or loop.landing.winners):
+        return "barrier"  # work is waiting for the wave to end
+    if loop.landing.winners or loop.landing.deferred:  # a winner waits for a worker or a tip
+        return "confirmation serialisation"
+    if loop.queue:  # candidates held until a change on their files is settled
+        return "waiting for landing"
+    if prop.continuous and prop.given < len(prop.cands):
+        return "waiting for landing" if loop.landing.busy() else "proposer had nothing"
+    if len(loop.landing.pending) > 1 or loop.landing.stale:  # a re-measurement may follow
+        return "confirmation serialisation"
+    return "tail"
 
 
 def _spans(sim: SimExecutor) -> dict[int, tuple[float, float]]:
@@ -359,16 +393,17 @@ def _spans(sim: SimExecutor) -> dict[int, tuple[float, float]]:
 
 
 def print_table(reports: list[SimReport]) -> None:
+    idle = " | ".join(f"idle: {why}" for why in IDLE_REASONS)
     print("| schedule | workers | experiments (confirmations, kept) | simulated h |"
-          " utilisation while candidates last | utilisation overall |"
-          " loop ms / experiment | journal writes / experiment | report s | peak in flight |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f" utilisation while work remained | utilisation overall | {idle} |"
+          " loop ms / experiment | journal writes / experiment | peak in flight |")
+    print("|---|---:|---:|---:|---:|---:|" + "---:|" * len(IDLE_REASONS) + "---:|---:|---:|")
     for r in reports:
+        shares = " | ".join(f"{r.idle.get(why, 0.0):.1%}" for why in IDLE_REASONS)
         print(f"| {r.mode} | {r.workers} | {r.experiments} ({r.confirmations}, {r.kept}) |"
-              f" {r.makespan_h:.1f} | {r.steady:.1%} | {r.utilisation:.1%} |"
+              f" {r.makespan_h:.1f} | {r.while_work:.1%} | {r.utilisation:.1%} | {shares} |"
               f" {r.ms_per_experiment:.2f} |"
-              f" {r.journal_writes / max(r.experiments, 1):.1f} | {r.report_seconds:.2f} |"
-              f" {r.peak_in_flight} |")
+              f" {r.journal_writes / max(r.experiments, 1):.1f} | {r.peak_in_flight} |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,3 +144,17 @@ def test_sim_executor_runs_on_a_virtual_clock() -> None:
     assert (only.exp_id, ex.now) == (1, 30.0)
     assert ex.poll(handles[2]) is not None and ex.idle_workers() == ex.workers
     assert ex.busy_seconds == 60.0
+
+
+def test_idle_time_is_booked_by_reason_and_the_proposer_keeps_up(tmp_path: Path) -> None:
+    """Busy and idle shares add up to the whole fleet's time; with a thinking proposer and
+    many workers, nobody waits for a landing before the proposer is asked again."""
+    rep = sim.simulate(20, PER_WORKER, seed=8, barrier=False, proposer="continuous",
+                       workdir=tmp_path)
+    assert rep.utilisation + sum(rep.idle.values()) == pytest.approx(1.0)
+    assert set(rep.idle) <= set(sim.IDLE_REASONS)
+    assert rep.idle.get("waiting for landing", 0.0) < 0.01
+    assert rep.while_work >= rep.utilisation
+    waves = sim.simulate(20, PER_WORKER, seed=8, barrier=True, proposer="continuous",
+                         workdir=tmp_path / "b")
+    assert waves.idle["barrier"] > 0.3

@@ -42,6 +42,11 @@ ERROR_TAIL_LINES = 8  # lines of a failing step's output shown in an error messa
 # --- workers (the loop) ------------------------------------------------------------------
 MAX_WORKER_CV = 0.05  # a worker whose baseline CV exceeds this is quarantined (A-vs-A check)
 NOISE_EVERY_WAVES = 5  # re-check every worker's noise this often (and before the first wave)
+# A thinking proposer is asked on the new baseline once a winner has landed; while one is on
+# its way, it is asked anyway when at least this share of the workers (and two) would idle:
+# with a few workers the wait is short, with many the idle fleet costs more than the answers
+# lose by not knowing whether the winner lands (they still see it in the history).
+PROPOSE_WHILE_LANDING_IDLE_SHARE = 0.1
 
 # --- live views ---------------------------------------------------------------------------
 DASHBOARD_PORT = 8765  # `readfirst dashboard` default (127.0.0.1 only unless --host)

@@ -26,6 +26,7 @@ from readfirst import gitcli
 from readfirst.candidate import Candidate
 from readfirst.compare import Target
 from readfirst.config import Spec
+from readfirst.constants import PROPOSE_WHILE_LANDING_IDLE_SHARE
 from readfirst.executors import Executor, Handle, Job, JobResult
 from readfirst.landing import LandingQueue, Tried, files_of, found_on, land_commit
 from readfirst.loop_setup import LoopOptions, Setup, new_run_id, open_run, repair_of, restore
@@ -207,8 +208,11 @@ class Loop:
         (only once something new came back since it was last asked); whether it gave any."""
         if not getattr(self.proposer, "continuous", False) or not self.answers_since_ask:
             return False
-        if self.landing.busy():  # the baseline is about to move: ask on the new one
-            return False
+        if self.landing.busy():  # the baseline is about to move: ask on the new one ...
+            # ... unless many workers would wait (some take the winners to confirm)
+            idle = len(self.pool.idle(self.busy_workers)) - len(self.landing.winners)
+            if idle < max(2, PROPOSE_WHILE_LANDING_IDLE_SHARE * len(self.pool.healthy())):
+                return False
         self.answers_since_ask = 0
         ctx = self.s.ctx
         ctx.baseline = self.baseline
@@ -252,9 +256,7 @@ class Loop:
 
     def judge(self, res: JobResult) -> None:
         """Record what came back, then act on it by kind."""
-        flight = self.flights.pop(res.exp_id)
-        self.busy_workers.discard(flight.worker)
-        self.busy_files.subtract(files_of(flight.cand))
+        flight = self.release(res.exp_id)
         final = res.status in ("skipped", "worker_died", "dry_run")
         self.log.finish_experiment(res.exp_id, res.status, verdict=res.verdict,
                                    reason=res.reason, result=res.result,
@@ -445,6 +447,13 @@ class Loop:
                 exp = self.log.start_experiment(self.run_id, 0, "explore", stub, self.baseline,
                                                 None, "skipped")
                 self.log.finish_experiment(exp, "skipped", reason=reason, outcome="discarded")
+
+    def release(self, exp_id: int) -> Flight:
+        """A flight is over: its worker and files are free."""
+        flight = self.flights.pop(exp_id)
+        self.busy_workers.discard(flight.worker)
+        self.busy_files.subtract(files_of(flight.cand))
+        return flight
 
     def halt(self, why: str) -> None:
         self.halted = why
