@@ -10,50 +10,34 @@ kept are measured again. Research is refreshed every W explorations. `--waves` k
 rhythm (W candidates, wait for all, confirm the winners one by one). The stop rules are one
 method; the journal records every step, so `--resume` continues after a kill.
 
-Reading order: `run`, `dispatch` / `start_next` (or `dispatch_wave`), `judge`,
-`judge_exploration`, `confirm`, `land`, `stop_reason`, `finish`.
-"""
+Reading order: `run`, `dispatch` / `start_next` (or `dispatch_wave`), `propose`, `judge`,
+`judge_exploration`, `confirm`, `land`, `refresh_research`, `stop_reason`, `finish`. Pieces
+start with an underscore; the candidates are queued in `loop_queue.py`, the workers and the
+second opinions before a landing are in `loop_workers.py`."""
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from readfirst import gitcli
+from readfirst import gitcli, loop_setup
 from readfirst.candidate import Candidate
 from readfirst.compare import Target
 from readfirst.config import Spec
 from readfirst.constants import PROPOSE_WHILE_LANDING_IDLE_SHARE
-from readfirst.executors import Executor, Handle, Job, JobResult
+from readfirst.executors import Executor, Job, JobResult
 from readfirst.landing import LandingQueue, Tried, files_of, found_on, land_commit
+from readfirst.loop_queue import CandidateQueue
 from readfirst.loop_setup import LoopOptions, Setup, new_run_id, open_run, repair_of, restore
-from readfirst.loop_workers import WorkerPool, run_alone
-from readfirst.novelty import Novelty
+from readfirst.loop_workers import NOISE_STUB, Flight, Kind, WorkerPool, cut_off, second_opinion
 from readfirst.proposers import BudgetExceeded, Proposer
 from readfirst.research.orchestrate import refresh_from_experiments, research_after_landing
 
 __all__ = ["Loop", "LoopOptions", "new_run_id", "run_loop"]
 
 Say = Callable[[str], None]
-Kind = Literal["explore", "confirm", "noise", "verify"]
-
-
-@dataclass
-class Flight:
-    """A job in flight: what it measures, on which baseline, and the winner it confirms."""
-
-    cand: Candidate
-    kind: Kind
-    worker: str
-    baseline: str
-    handle: Handle
-    winner: Tried | None = None
-
-
-NOISE_STUB = Candidate("noise-check", "worker noise check (A vs A)", "", "", "readfirst")
 
 
 class Loop:
@@ -64,13 +48,11 @@ class Loop:
         self.log, self.run_id, self.opts = setup.log, setup.run_id, setup.opts
         self.executor, self.proposer = setup.executor, setup.proposer
         self.baseline = setup.baseline
-        self.novelty = Novelty(self.log, self.run_id)
         self.flights: dict[int, Flight] = {}
         self.busy_workers: set[str] = set()  # the flights' workers and files, kept as they go
         self.busy_files: Counter[str] = Counter()
         self.landing = LandingQueue(setup.target.repo, setup.baseline, setup.spec)
         self.pool = WorkerPool(setup.executor, setup.noise, self.log, self.run_id, say)
-        self.apply_checks: dict[tuple[str, str], bool] = {}  # (candidate, baseline) -> applies
         self.halted: str | None = None  # the baseline failed, or the proposer's budget ran out
         self.started = time.monotonic()
         # results and landings since the proposer was last asked (it was, for `candidates`)
@@ -78,7 +60,7 @@ class Loop:
         self.wave_open = False  # --waves: the current wave's explorations are dispatched
         self.wave_fill = 0  # explorations dispatched in the current wave
         self.finished_explorations = 0
-        self.queue: deque[Candidate] = deque()
+        self.queue = CandidateQueue(self.log, self.run_id, setup.target.repo, self.proposer.name)
         self._restore(setup.rows, setup.candidates)
 
     # --- building it -------------------------------------------------------------------------
@@ -99,11 +81,11 @@ class Loop:
 
     def _restore(self, rows: list[Any], candidates: list[Candidate]) -> None:
         """What the journal says is done; the rest is queued."""
-        self.record_skipped(self.proposer.skipped)
+        self.queue.record_skipped(self.proposer.skipped, self.baseline)
         done = restore(self.log, rows, candidates)
         for winner in done.winners:  # found by a killed run, not confirmed yet
             self.landing.add(winner)
-        self.queue.extend(self.admit(done.todo))
+        self.queue.add(done.todo, self.baseline)
         self.explored, self.nonwins, self.wave = done.explored, done.nonwins, done.wave
         if not self.s.resumed:
             self.say(f"run {self.run_id}: branch {self.s.branch} from "
@@ -146,16 +128,16 @@ class Loop:
     def start_next(self, worker: str) -> bool:
         """A noise check when due, else a winner to confirm, else the next candidate."""
         if self.pool.noise_due(worker, self.wave) and (self.queue or self.landing.winners):
-            self.submit(NOISE_STUB, worker, "noise")
+            self._submit(NOISE_STUB, worker, "noise")
             return True
         winner = self.landing.take(worker, single=len(self.pool.healthy()) == 1)
         if winner is not None:
-            self.submit(winner.cand, worker, "confirm", winner)
+            self._submit(winner.cand, worker, "confirm", winner)
             return True
         if self.stop_reason() is None and (self.queue or self.propose()):
-            cand = self.next_candidate()
+            cand = self.queue.take(self.baseline, self.landing.files(), self.busy_files)
             if cand is not None:
-                self.submit(cand, worker, "explore")
+                self._submit(cand, worker, "explore")
                 return True
         return False
 
@@ -168,22 +150,24 @@ class Loop:
             worker = ([w for w in pool if w != found] or pool)[0]
             winner = self.landing.take(worker, single=len(pool) == 1)
             if winner is not None:
-                self.submit(winner.cand, worker, "confirm", winner)
+                self._submit(winner.cand, worker, "confirm", winner)
                 return True
         if self.wave_open:
             self.wave_open = False
-            self.next_wave()
+            self._next_wave()
         if self.stop_reason() is not None or not (self.queue or self.propose()):
             return False
         due = [w for w in self.pool.healthy() if self.pool.noise_due(w, self.wave)]
         for worker in due:
-            self.submit(NOISE_STUB, worker, "noise")
+            self._submit(NOISE_STUB, worker, "noise")
         if due:
             return True
-        size = min(len(self.pool.healthy()), len(self.queue), self.experiments_left())
+        left = self.opts.max_experiments
+        size = min(len(self.pool.healthy()), len(self.queue),
+                   len(self.queue) if left is None else left - self.explored)
         self.say(f"wave {self.wave}: {size} candidate(s) on {gitcli.short(self.baseline)}")
         for worker in self.pool.healthy()[:size]:
-            self.submit(self.queue.popleft(), worker, "explore")
+            self._submit(self.queue.popleft(), worker, "explore")
         self.wave_open = True
         return True
 
@@ -199,7 +183,8 @@ class Loop:
             return "patience"
         if self.pool.all_quarantined():
             return "every worker is too noisy (quarantined)"
-        if o.max_cost is not None and self.spent() >= o.max_cost:
+        if o.max_cost is not None and \
+                self.log.summary(self.run_id)["cost"]["total_usd"] >= o.max_cost:
             return "max cost"
         return None
 
@@ -219,23 +204,22 @@ class Loop:
         ctx.history = [e for e in self.log.summary(self.run_id)["experiments"]
                        if e["kind"] == "explore"]
         try:
-            fresh = self.admit(self.proposer.propose(ctx))
+            fresh = self.queue.add(self.proposer.propose(ctx), self.baseline)
         except BudgetExceeded as e:
-            self.halt(f"max cost: {e}")
+            self.halted = f"max cost: {e}"
             return False
-        self.record_skipped(self.proposer.skipped)
-        self.say(f"{self.opts.proposer}: {len(fresh)} new candidate(s)")
-        self.queue.extend(fresh)
+        self.queue.record_skipped(self.proposer.skipped, self.baseline)
+        self.say(f"{self.opts.proposer}: {fresh} new candidate(s)")
         return bool(fresh)
 
-    def submit(self, cand: Candidate, worker: str, kind: Kind,
+    def _submit(self, cand: Candidate, worker: str, kind: Kind,
                winner: Tried | None = None) -> None:
         """Journal the experiment, then hand its job to the worker."""
         on = self.landing.tip if kind == "confirm" else self.baseline
         exp_id = self.log.start_experiment(self.run_id, self.wave, kind, cand, on, worker)
         seq = self.log.seq_of(exp_id)  # the one number console, status and commits show
         if kind in ("explore", "confirm"):
-            self.novelty.remember(cand, seq)
+            self.queue.novelty.remember(cand, seq)
         job = Job(exp_id, str(self.s.target.root), on, cand.to_dict(),
                   self.s.spec.model_dump(), clean_build=kind in ("confirm", "verify"),
                   kind="noise" if kind == "noise" else "experiment")
@@ -250,13 +234,13 @@ class Loop:
             self.explored += 1
             self.wave_fill += 1
             if not self.opts.waves and self.wave_fill >= len(self.executor.workers):
-                self.next_wave()
+                self._next_wave()
         if kind != "noise":
             self.say(f"  [{worker}] {kind} #{seq}: {cand.title}")
 
     def judge(self, res: JobResult) -> None:
         """Record what came back, then act on it by kind."""
-        flight = self.release(res.exp_id)
+        flight = self._release(res.exp_id)
         final = res.status in ("skipped", "worker_died", "dry_run")
         self.log.finish_experiment(res.exp_id, res.status, verdict=res.verdict,
                                    reason=res.reason, result=res.result,
@@ -266,7 +250,7 @@ class Loop:
             self.say(f"  [{res.worker}] #{self.log.seq_of(res.exp_id)} "
                      f"{res.verdict or res.status}: {res.reason}")
         if res.status == "base_failed":
-            self.halt(f"baseline cannot be measured: {res.reason}")
+            self.halted = f"baseline cannot be measured: {res.reason}"
             return
         tried = Tried(flight.cand, res.exp_id, res)
         if flight.kind == "noise":
@@ -288,7 +272,7 @@ class Loop:
             self.nonwins += 1
             if res.status == "finished":
                 self.log.discard([tried.exp_id])
-            self.queue.extendleft(reversed(self.repairs(tried)))
+            self.queue.add(self._repairs(tried), self.baseline, first=True)
         width = len(self.executor.workers)
         if not self.opts.waves and self.finished_explorations % width == 0:
             self.refresh_research()
@@ -299,19 +283,19 @@ class Loop:
         measured on top of it are measured again (if they still won) on the new tip."""
         stale = self.landing.back(check)
         if stale is not None:
-            self.remeasure(stale, check)
+            self._remeasure(stale, check)
         while (head := self.landing.ready()) is not None:
             assert head.check is not None
-            if self.confirmed(head.winner, head.check) and self.land(head.winner, head.check):
+            if self._confirmed(head.winner, head.check) and self.land(head.winner, head.check):
                 self.nonwins = 0
                 continue
             self.nonwins += 1
             for later in self.landing.cut():  # measured on top of a winner that is not kept
                 assert later.check is not None
-                self.remeasure(later.winner, later.check)
+                self._remeasure(later.winner, later.check)
         self.landing.settle(self.baseline)
 
-    def confirmed(self, winner: Tried, check: Tried) -> bool:
+    def _confirmed(self, winner: Tried, check: Tried) -> bool:
         """Whether the second measurement agrees; if not, both are discarded."""
         res = check.result
         if res.verdict == "improved" and res.result is not None and res.cand_commit:
@@ -323,11 +307,11 @@ class Loop:
         self.log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
         return False
 
-    def remeasure(self, winner: Tried, check: Tried) -> None:
+    def _remeasure(self, winner: Tried, check: Tried) -> None:
         """A confirmation measured on top of a winner that was not kept: a winner there is
         measured again on the current tip; a loser there is discarded."""
         if check.result.verdict != "improved":
-            self.confirmed(winner, check)
+            self._confirmed(winner, check)
             return
         self.log.discard([check.exp_id], f"{check.result.reason}; measured on top of a "
                          "winner that was not kept, so measured again")
@@ -336,33 +320,19 @@ class Loop:
     def land(self, winner: Tried, check: Tried) -> bool:
         """Winner confirmed: the verify pool and the proposer's review must agree, then it
         becomes a commit on the run's branch and the new baseline (one landing at a time)."""
-        verifier = self.s.verifier
-        if verifier is not None:  # e.g. an arm64 pool: the winner must win there too
-            other = run_alone(verifier, self.log, self.run_id, self.wave, winner.cand,
-                              self.baseline, self.s.target.root, self.s.spec)
-            if other.result.verdict != "improved":
-                got = other.result.verdict or other.result.status
-                why = f"not confirmed on the verify pool: {got}"
-                self.log.discard([winner.exp_id, check.exp_id, other.exp_id], why)
-                self.say(f"  {why}: {winner.cand.title}")
-                return False
-        if hasattr(self.proposer, "review"):  # e.g. an LLM reading the project's conventions
-            approve, why = self.proposer.review(self.s.ctx, winner.cand)
-            if not approve:
-                self.log.discard([winner.exp_id, check.exp_id], f"review veto: {why}")
-                self.say(f"  review veto: {winner.cand.title}: {why}")
-                return False
+        if not second_opinion(self.s, self.wave, winner, check, self.baseline, self.say):
+            return False
         try:  # the branch must be where the journal says, else someone forged it
             gitcli.check_branch(self.s.target.repo, self.s.branch, self.baseline)
         except gitcli.BranchMoved as e:
-            self.halt(f"tampering: {e}")
+            self.halted = f"tampering: {e}"
             return False
         commit = land_commit(self.s.target, winner.cand, check.result, self.baseline,
                              self.run_id, self.log.seq_of(check.exp_id))
-        self.log.land(self.run_id, [winner.exp_id, check.exp_id], commit)
-        self.answers_since_ask += 1
+        self.log.land(self.run_id, [winner.exp_id, check.exp_id], commit)  # journal, then ref
         gitcli.git(self.s.target.repo, "update-ref", f"refs/heads/{self.s.branch}", commit,
                    self.baseline)
+        self.answers_since_ask += 1
         change = (check.result.result or {}).get("ratio", 1.0) - 1
         self.say(f"  kept: {winner.cand.title} ({change:+.2%}) -> {gitcli.short(commit)}")
         self.baseline = commit
@@ -379,14 +349,7 @@ class Loop:
 
     def finish(self) -> dict[str, Any]:
         """Mark the run done with its stop reason, write the report; the run summary."""
-        for flight in list(self.flights.values()):  # only after a halt: cut off, not lost
-            self.executor.cancel(flight.handle)
-            self.log.finish_experiment(flight.handle.exp_id, "cancelled",
-                                       reason=f"cancelled: {self.halted}")
-        for pending in self.landing.pending:  # only after a halt: back, but not landed
-            if pending.check is not None:
-                self.log.discard([pending.exp_id, pending.winner.exp_id],
-                                 f"not landed: {self.halted}")
+        cut_off(self.executor, self.log, self.flights.values(), self.landing, self.halted)
         if not self.opts.waves and not self.halted:  # what came back since the last refresh
             self.refresh_research()
         reason = self.halted or self.stop_reason() or "no candidates left"
@@ -403,90 +366,34 @@ class Loop:
 
     # --- the pieces --------------------------------------------------------------------------
 
-    def next_candidate(self) -> Candidate | None:
-        """The first queued candidate that can be measured now, taken off the queue. One
-        that touches a file of a change still being measured or landed, and does not apply
-        on the baseline, waits until that change is settled: a fork's later commit usually
-        builds on an earlier one (as it would in waves, where it came after it)."""
-        held = self.landing.files()
-        for i, cand in enumerate(self.queue):
-            files = files_of(cand)
-            touched = files & held or any(self.busy_files[f] > 0 for f in files)
-            if not touched or self.applies(cand):
-                del self.queue[i]
-                return cand
-        return None
-
-    def applies(self, cand: Candidate) -> bool:
-        key = (cand.id, self.baseline)
-        if key not in self.apply_checks:
-            self.apply_checks[key] = gitcli.applies(self.s.target.repo, self.baseline,
-                                                    cand.diff)
-        return self.apply_checks[key]
-
-    def repairs(self, tried: Tried) -> list[Candidate]:
+    def _repairs(self, tried: Tried) -> list[Candidate]:
         """A fixed version of a candidate that failed to build or pass the checks."""
         try:
-            new = repair_of(self.proposer, self.s.ctx, self.s.spec, tried.cand, tried.result)
+            return repair_of(self.proposer, self.s.ctx, self.s.spec, tried.cand, tried.result)
         except BudgetExceeded as e:
-            self.halt(f"max cost: {e}")
+            self.halted = f"max cost: {e}"
             return []
-        return self.admit([new]) if new is not None else []
 
-    def admit(self, fresh: list[Candidate]) -> list[Candidate]:
-        """The novel candidates; the others are recorded as skipped with the reason."""
-        out, skipped = self.novelty.admit(fresh, self.baseline)
-        self.record_skipped(skipped)
-        return out
-
-    def record_skipped(self, skipped: list[tuple[str, str, str]]) -> None:
-        recorded = {r["candidate_id"] for r in self.log.experiments(self.run_id)}
-        for cid, title, reason in skipped:
-            if cid not in recorded:
-                stub = Candidate(cid, title, "", "", self.proposer.name)
-                exp = self.log.start_experiment(self.run_id, 0, "explore", stub, self.baseline,
-                                                None, "skipped")
-                self.log.finish_experiment(exp, "skipped", reason=reason, outcome="discarded")
-
-    def release(self, exp_id: int) -> Flight:
+    def _release(self, exp_id: int) -> Flight:
         """A flight is over: its worker and files are free."""
         flight = self.flights.pop(exp_id)
         self.busy_workers.discard(flight.worker)
         self.busy_files.subtract(files_of(flight.cand))
         return flight
 
-    def halt(self, why: str) -> None:
-        self.halted = why
-
-    def next_wave(self) -> None:
+    def _next_wave(self) -> None:
         if self.opts.waves:
             self.refresh_research()
         self.wave += 1
         self.wave_fill = 0
 
-    def experiments_left(self) -> int:
-        m = self.opts.max_experiments
-        return len(self.queue) if m is None else m - self.explored
-
-    def spent(self) -> float:
-        return float(self.log.summary(self.run_id)["cost"]["total_usd"])
-
     def write_report(self) -> None:
-        from readfirst.report import write_report
-        from readfirst.report.view import hypotheses, machine, samples_by_seq
-
-        out_dir = self.s.ws.state / "reports" / self.run_id
-        samples = samples_by_seq(self.log.db, self.run_id)
-        _md, html = write_report(self.log.summary(self.run_id), out_dir, samples,
-                                 hypotheses(self.log.db),
-                                 machine(self.log.db, self.run_id, samples))
-        self.log.set_report(self.run_id, str(html))
+        loop_setup.write_run_report(self.log, self.s.ws, self.run_id)
 
 
 def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bool = False,
              say: Say = lambda _m: None) -> dict[str, Any]:
     """`readfirst run`: start (or resume) a run and run it to the end; the run summary."""
-    if resume:
-        return Loop.resume(target, spec, say).run()
-    assert opts is not None
-    return Loop.start(target, spec, opts, say).run()
+    assert resume or opts is not None
+    return (Loop.resume(target, spec, say) if resume or opts is None
+            else Loop.start(target, spec, opts, say)).run()

@@ -1,7 +1,8 @@
 """What `Loop.start` and `Loop.resume` build before the loop runs: the journal row, the branch,
-the proposer and its first candidates, the executors. Everything that can fail on bad input
-(unknown proposer, missing executor extra, bad [executor] table) fails before the run is
-created; an ExitStack owns what was opened, so a failure half-way leaks nothing."""
+the proposer and its first candidates, the executors (and the report the run ends with).
+Everything that can fail on bad input (unknown proposer, missing executor extra, bad
+[executor] table) fails before the run is created; an ExitStack owns what was opened, so a
+failure half-way leaks nothing."""
 
 from __future__ import annotations
 
@@ -222,18 +223,18 @@ def restore(log: LoopLog, rows: list[Any], candidates: list[Candidate]) -> Resto
 
 
 def repair_of(proposer: Proposer, ctx: ProposerContext, spec: Spec, cand: Candidate,
-              res: JobResult) -> Candidate | None:
-    """A fixed version of a candidate that failed to build or pass the checks, from a
-    proposer that repairs, within `[agent] repair_attempts` per lineage. Its lineage is
-    data: `parent` is the candidate it fixes, `attempt` counts from 1."""
+              res: JobResult) -> list[Candidate]:
+    """A fixed version (a list of none or one) of a candidate that failed to build or pass
+    the checks, from a proposer that repairs, within `[agent] repair_attempts` per lineage.
+    Its lineage is data: `parent` is the candidate it fixes, `attempt` counts from 1."""
     result = res.result or {}
     broken = res.verdict == "checks_failed" or (
         res.verdict == "crash" and "build_failed" in result.get("flags", []))
     attempt = cand.attempt + 1
     if not broken or not hasattr(proposer, "repair") or attempt > _repair_attempts(spec):
-        return None
+        return []
     new = proposer.repair(ctx, cand, res.verdict or "", result.get("tail", ""), attempt)
-    return replace(new, parent=cand.id, attempt=attempt) if new is not None else None
+    return [replace(new, parent=cand.id, attempt=attempt)] if new is not None else []
 
 
 def _repair_attempts(spec: Spec) -> int:
@@ -242,3 +243,14 @@ def _repair_attempts(spec: Spec) -> int:
     if not spec.agent:
         return int(AgentConfig.model_fields["repair_attempts"].default)
     return load_agent(spec).repair_attempts
+
+
+def write_run_report(log: LoopLog, ws: Workspace, run_id: str) -> None:
+    """The run's report (`.readfirst/reports/<run-id>/report.{md,html}`), noted in the journal."""
+    from readfirst.report import write_report
+    from readfirst.report.view import hypotheses, machine, samples_by_seq
+
+    samples = samples_by_seq(log.db, run_id)
+    _md, html = write_report(log.summary(run_id), ws.state / "reports" / run_id, samples,
+                             hypotheses(log.db), machine(log.db, run_id, samples))
+    log.set_report(run_id, str(html))

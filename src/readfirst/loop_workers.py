@@ -1,17 +1,35 @@
 """The executor's workers as the loop sees them: healthy or quarantined as too noisy, busy or
-idle, and when each is due for its next A-vs-A noise check."""
+idle, and when each is due for its next A-vs-A noise check; the jobs in flight on them; and
+the second opinions a confirmed winner needs before it lands (the verify pool, a review)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from readfirst.candidate import Candidate
 from readfirst.config import Spec
-from readfirst.executors import Executor, Job, JobResult
-from readfirst.landing import Tried
+from readfirst.executors import Executor, Handle, Job, JobResult
+from readfirst.landing import LandingQueue, Tried
 from readfirst.loop_journal import LoopLog
-from readfirst.loop_setup import NoiseCheck
+from readfirst.loop_setup import NoiseCheck, Setup
+
+Kind = Literal["explore", "confirm", "noise", "verify"]
+NOISE_STUB = Candidate("noise-check", "worker noise check (A vs A)", "", "", "readfirst")
+
+
+@dataclass
+class Flight:
+    """A job in flight: what it measures, on which baseline, and the winner it confirms."""
+
+    cand: Candidate
+    kind: Kind
+    worker: str
+    baseline: str
+    handle: Handle
+    winner: Tried | None = None
 
 
 class WorkerPool:
@@ -65,3 +83,37 @@ def run_alone(ex: Executor, log: LoopLog, run_id: str, wave: int, cand: Candidat
     log.finish_experiment(exp_id, res.status, verdict=res.verdict, reason=res.reason,
                           result=res.result, cand_commit=res.cand_commit, timings=res.timings)
     return Tried(cand, exp_id, res)
+
+
+def second_opinion(s: Setup, wave: int, winner: Tried, check: Tried, baseline: str,
+                   say: Callable[[str], None]) -> bool:
+    """Whether a confirmed winner may land: the verify pool (e.g. arm64) must confirm it too,
+    and a proposer that reviews (e.g. an LLM reading the project's conventions) must approve
+    it. If not, the winner and its measurements are discarded with the reason."""
+    if s.verifier is not None:
+        other = run_alone(s.verifier, s.log, s.run_id, wave, winner.cand, baseline,
+                          s.target.root, s.spec)
+        if other.result.verdict != "improved":
+            why = f"not confirmed on the verify pool: {other.result.verdict or other.result.status}"
+            s.log.discard([winner.exp_id, check.exp_id, other.exp_id], why)
+            say(f"  {why}: {winner.cand.title}")
+            return False
+    if hasattr(s.proposer, "review"):
+        approve, why = s.proposer.review(s.ctx, winner.cand)
+        if not approve:
+            s.log.discard([winner.exp_id, check.exp_id], f"review veto: {why}")
+            say(f"  review veto: {winner.cand.title}: {why}")
+            return False
+    return True
+
+
+def cut_off(ex: Executor, log: LoopLog, flights: Iterable[Flight], landing: LandingQueue,
+            halted: str | None) -> None:
+    """After a halt, what was in flight is cancelled (redone on resume, not lost) and a
+    confirmation that came back but did not land is discarded."""
+    for flight in list(flights):
+        ex.cancel(flight.handle)
+        log.finish_experiment(flight.handle.exp_id, "cancelled", reason=f"cancelled: {halted}")
+    for pending in landing.pending:
+        if pending.check is not None:
+            log.discard([pending.exp_id, pending.winner.exp_id], f"not landed: {halted}")
