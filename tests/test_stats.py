@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,13 +97,63 @@ def test_boundaries_spend_exactly_alpha(spending: str) -> None:
 
 def test_plan_looks_defaults() -> None:
     plan = plan_looks(DEFAULT_ROUNDS, DEFAULT_MAX_ROUNDS, DEFAULT_ALPHA)
-    assert plan.looks == (5, 10, 15, 20, 25, 30, 35, 40)
-    assert plan.active_looks == (10, 15, 20, 25, 30, 35, 40)  # the look at 5 is not a look
-    assert plan.alpha_at(5) == 0.0 and plan.alpha_at(7) == 0.0
+    assert plan.looks == tuple(range(1, 41))  # a look after every round ...
+    assert plan.active_looks == tuple(range(10, 41))  # ... that may decide from the 10th on
+    assert plan.alpha_at(5) == 0.0 and plan.alpha_at(9) == 0.0 and plan.alpha_at(11) > 0.0
     assert all(0 < a < DEFAULT_ALPHA for a in plan.alphas)
     assert sum(plan.alphas) >= DEFAULT_ALPHA  # nominal levels add to more than alpha ...
     single = plan_looks(5, 10, 0.05)  # ... but one look gets all of it
     assert single.active_looks == (10,) and single.alphas == pytest.approx((0.05,))
+    every5 = plan_looks(5, 40, 0.05)
+    assert every5.looks == (5, 10, 15, 20, 25, 30, 35, 40)
+    assert every5.active_looks == (10, 15, 20, 25, 30, 35, 40)  # the look at 5 is not a look
+
+
+def test_looks_every_round_cost_little_alpha_per_look() -> None:
+    """The spending depends on the rounds done, not on how often one looks: the first look
+    gets the same level either way, and the later looks of the every-round schedule are
+    stricter, but far from splitting the rest evenly (adjacent looks are highly correlated)."""
+    fine = plan_looks(1, 40, DEFAULT_ALPHA)
+    coarse = plan_looks(5, 40, DEFAULT_ALPHA)
+    assert fine.alpha_at(10) == pytest.approx(coarse.alpha_at(10), rel=1e-6)
+    for n in (15, 20, 30, 40):
+        assert fine.alpha_at(n) < coarse.alpha_at(n)
+        assert fine.alpha_at(n) > 0.4 * coarse.alpha_at(n)
+    spent_after_first = DEFAULT_ALPHA - fine.alpha_at(10)
+    assert min(fine.alphas[1:]) > 5 * spent_after_first / (len(fine.alphas) - 1)
+
+
+@pytest.mark.parametrize("spending", ["obrien_fleming", "pocock"])
+def test_every_round_boundaries_spend_exactly_alpha(spending: str) -> None:
+    """Monte Carlo of the standardised sums with the default schedule: looks after each of
+    rounds 10..40 still cross with probability alpha in all."""
+    info = tuple(n / 40 for n in range(10, 41))
+    c = np.array(boundaries(info, 0.05, spending))
+    rng = np.random.default_rng(6)
+    steps = rng.normal(size=(100_000, len(info))) * np.sqrt(np.diff((0.0, *info)))
+    z = np.cumsum(steps, axis=1) / np.sqrt(info)
+    crossed = float(np.mean(np.any(np.abs(z) >= c, axis=1)))
+    assert crossed == pytest.approx(0.05, abs=0.003)
+
+
+def test_a_clear_gain_stops_at_the_round_it_crosses() -> None:
+    """With a look after every round, a gain that becomes clear at round 14 stops there; looks
+    every 5 rounds measure until 15."""
+    noisy = [1.05, 0.99, 1.10, 1.00, 1.09, 0.99, 1.10, 1.03, 1.06, 1.02]  # not clear at 10
+    ratios = noisy + [1.06, 1.05, 1.06, 1.05, 1.06] * 6
+    kwargs: dict[str, Any] = dict(max_rounds=40, alpha=DEFAULT_ALPHA, noise_threshold=0.01,
+                                  direction="higher")
+    fine = sequential_compare(_replay(ratios), rounds=DEFAULT_ROUNDS, **kwargs)
+    coarse = sequential_compare(_replay(ratios), rounds=5, **kwargs)
+    assert fine.decision == coarse.decision == "improved"
+    assert (len(fine.base), len(coarse.base)) == (14, 15)
+    assert fine.looks_done == 5 and coarse.looks_done == 2
+    assert fine.test is not None and fine.test.p_value < fine.alpha_look
+
+
+def _replay(ratios: list[float]) -> Callable[[], tuple[float, float]]:
+    it = iter(ratios)
+    return lambda: (100.0, 100.0 * next(it))
 
 
 def test_plan_looks_short_and_bad_arguments() -> None:

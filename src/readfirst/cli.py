@@ -198,7 +198,8 @@ def _overrides(spec: Spec, **kw: Any) -> Spec:
 @cli.command(epilog=example("readfirst bench", "readfirst bench WORKTREE --rounds 10 --json"))
 @click.argument("rev", default="HEAD")
 @target_option
-@click.option("--rounds", type=click.IntRange(min=2), help="Runs (default: [compare] rounds).")
+@click.option("--rounds", type=click.IntRange(min=2),
+              help="Runs (default: 5, or [compare] rounds if larger).")
 @no_sandbox_option
 @json_option
 def bench(rev: str, directory: Path, rounds: int | None, no_sandbox: bool,
@@ -212,7 +213,7 @@ def bench(rev: str, directory: Path, rounds: int | None, no_sandbox: bool,
 
     target, spec = _load(directory)
     spec = _sandboxed(spec, no_sandbox)
-    n = rounds or max(spec.compare.rounds, 2)
+    n = rounds or max(spec.compare.rounds, C.BENCH_ROUNDS)
     _locked(target, lambda: _measure_and_print(
         lambda progress: run_bench(target, rev, spec, n, progress), print_bench, as_json))
 

@@ -1,7 +1,10 @@
 """Every threshold and default in one place (as codeflash does), so a reviewer can audit them."""
 
 # --- [compare] defaults -------------------------------------------------------------------
-DEFAULT_ROUNDS = 5  # rounds in the first batch, and in every later batch
+DEFAULT_ROUNDS = 1  # a look every this many rounds (from FIRST_LOOK_ROUNDS on): looking after
+# every round stops a clear gain where it crosses its boundary instead of at the next multiple
+# of 5; the spending depends on rounds only, so the finer looks cost little (docs/measurement.md)
+BENCH_ROUNDS = 5  # `readfirst bench` runs when neither --rounds nor a larger [compare] rounds
 DEFAULT_MAX_ROUNDS = 40  # only candidates whose estimate stays promising get this far
 DEFAULT_NOISE_THRESHOLD = 0.01  # relative change that counts as "no change"
 DEFAULT_ALPHA = 0.005  # family-wise two-sided alpha over all looks of one compare; chosen so

@@ -222,7 +222,7 @@ def render(found: dict[str, object]) -> str:
         opt("output_file", '"bench.json"   # read the output from this file instead of stdout'),
         "",
         "[compare]",
-        "rounds = 5                 # first batch; more batches up to max_rounds",
+        "rounds = 1                 # a look after every round, from the 10th on",
         "max_rounds = 40",
         "noise_threshold = 0.01     # relative change that counts as no change",
         "alpha = 0.005              # false-verdict rate over all looks",

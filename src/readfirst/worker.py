@@ -18,6 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
+from readfirst import constants as C
 from readfirst.candidate import ApplyError, Candidate, apply_candidate
 from readfirst.compare import Target, bench, compare
 from readfirst.config import Spec
@@ -38,8 +39,8 @@ def run_job(job: Job, worker: str) -> JobResult:
     started = time.perf_counter()
     if job.kind == "noise":  # baseline rounds on this worker: how noisy is it?
         try:
-            result = bench(target, job.baseline, spec, max(spec.compare.rounds, 5),
-                           slot=slots[0])
+            result = bench(target, job.baseline, spec,
+                           max(spec.compare.rounds, C.BENCH_ROUNDS), slot=slots[0])
         except BaseFailedError as e:
             return JobResult(job.exp_id, worker, "base_failed", reason=str(e))
         return JobResult(job.exp_id, worker, "finished",
