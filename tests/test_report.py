@@ -174,11 +174,16 @@ def test_status_rows(summary: dict[str, Any]) -> None:
     assert [r["seq"] for r in rows] == list(range(1, 10))
     assert set(rows[0]) == {"seq", "candidate_id", "title", "source", "verdict", "outcome",
                             "status", "change", "ci_low", "ci_high", "duration", "worker",
-                            "reason"}
+                            "reason", "ratio", "ratio_ci_low", "ratio_ci_high", "ci_level",
+                            "significant", "change_text"}
     kept = rows[2]
     assert kept["outcome"] == "kept" and kept["verdict"] == "improved" and kept["worker"] == "w1"
     assert kept["change"] == pytest.approx(13.6)
     assert kept["ci_low"] == pytest.approx(12.0) and kept["ci_high"] == pytest.approx(15.0)
+    assert kept["ratio"] == 1.136 and (kept["ratio_ci_low"], kept["ratio_ci_high"]) == (1.12, 1.15)
+    assert kept["significant"] is True and kept["change_text"] == "+13.6 % [+12.0, +15.0] %"
+    unclear = rows[6]  # inconclusive, its CI holds no change: benchstat's "~"
+    assert unclear["significant"] is False and unclear["change_text"].startswith("~ +0.3 %")
     assert kept["duration"] == pytest.approx(11.9)
     assert kept["candidate_id"].startswith("fork:fastfork@")
     refused = rows[7]
@@ -193,7 +198,7 @@ def test_status_table(summary: dict[str, Any]) -> None:
     summary["experiments"][0]["title"] = "[bold]not markup[/bold]"
     table = status_table(summary)
     assert [c.header for c in table.columns] == [
-        "#", "experiment", "result", "change", "CI", "time", "wkr"]
+        "#", "experiment", "result", "change (CI)", "time", "wkr"]
     assert table.row_count == 9
     console = Console(record=True, width=200)
     console.print(table)
@@ -317,3 +322,42 @@ def test_no_kept_means_no_stars_and_no_zero_cost(summary: dict[str, Any], tmp_pa
     assert "stars" not in text and "<polygon" not in _inline_svg(text)
     assert "$0.0000" not in text and "<h2>Cost</h2>" not in text
     assert "bench-1, 2 CPUs" in text and "median CV of the base side 2.00% over 7" in text
+
+
+def test_status_table_one_notation_with_the_level_in_the_header(summary: dict[str, Any]) -> None:
+    """Every change in readfirst's notation (render.format_change): percent, CI in percent,
+    "~" where not significant; one shared CI level goes in the header, rows fit 80 columns."""
+    for e in summary["experiments"]:
+        if e["ratio"] is not None:
+            e["ci_level"] = 0.995
+    table = status_table(summary)
+    assert [c.header for c in table.columns][3] == "change (99.5 % CI)"
+    console = Console(record=True, width=80)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    assert max(len(ln) for ln in lines) <= 80
+    rows = {int(ln.split()[0]): ln for ln in lines if re.match(r"^\s*\d+\s", ln)}
+    assert "+13.9 % [+12.1, +15.3] %" in rows[1] and "~" not in rows[1]
+    assert "~ +0.3 % [-1.0, +1.6] %" in rows[7]
+    summary["experiments"][6]["ci_level"] = 0.95  # levels differ: each row says its own
+    table = status_table(summary)
+    assert [c.header for c in table.columns][3] == "change (CI)"
+    console = Console(record=True, width=160)
+    console.print(table)
+    text = console.export_text()
+    assert "~ +0.3 % [-1.0, +1.6] % (95 % CI)" in text and "(99.5 % CI)" in text
+
+
+def test_evidence_and_report_rows_use_the_notation(summary: dict[str, Any]) -> None:
+    from readfirst.report.status import evidence_str
+
+    e = summary["experiments"][6] | {"ci_level": 0.995}
+    assert evidence_str(e, summary["metric"]).startswith(
+        "tok_s ") and "(~ +0.3 % [-1.0, +1.6] % (99.5 % CI), p=0.41" in evidence_str(e)
+    # a compare result with its look's level: significance is p below it, as benchstat
+    r = e | {"ci_low": 1.001, "p_value": 0.002, "alpha_look": 0.001}
+    assert evidence_str(r).count("~") == 1
+    rows = build_context(summary)["rows"]
+    assert rows[6]["change"].startswith("~ +0.3 %") and rows[2]["change"].startswith("+13.6 %")
+    assert (rows[2]["ratio"], rows[2]["ci_low"], rows[2]["ci_high"]) == (1.136, 1.12, 1.15)
+    assert "ci" not in rows[2]  # the CI is part of the change's text

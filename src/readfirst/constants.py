@@ -18,6 +18,7 @@ DEFAULT_SPENDING = "pocock"  # Lan-DeMets spending over the looks; or "obrien_fl
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 20_170_422  # fixed so anyone can recompute a verdict from the raw samples
 LIVE_BOOTSTRAP_RESAMPLES = 2_000  # the live (advisory) estimate while rounds run; cheap per round
+LIVE_CI_LEVEL = 0.95  # ... and the level of its percentile interval
 MIN_ROUNDS_FOR_TEST = 4  # no look before this many rounds
 FIRST_LOOK_ROUNDS = 10  # the first look that may decide (earlier looks would waste alpha)
 PROMISING_FRACTION = 0.5  # more rounds only while the estimate reaches this share of the

@@ -110,9 +110,9 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
         verdict = "suspect"
         flags.append("wall_time_unexplained")
         reason = (
-            f"the metric says {seq.decision} (ratio {test.ratio:.3f}, CI [{test.ci_low:.3f}, "
-            f"{test.ci_high:.3f}]) but readfirst's own timing of the benchmark shows no change "
-            f"(wall ratio {wall.ratio:.3f}, CI [{wall.ci_low:.3f}, {wall.ci_high:.3f}])"
+            f"the metric says {seq.decision} ({_stat_change(test, ev)}) but readfirst's own "
+            f"timing of the benchmark shows no change (wall time "
+            f"{format_change(wall.ratio, wall.ci_low, wall.ci_high, wall.ci_level)})"
         )
 
     return {
@@ -172,9 +172,14 @@ def _wall_unexplained(test: RatioTest, wall: RatioTest, direction: str,
     return False
 
 
+def _stat_change(test: RatioTest, ev: Evidence) -> str:
+    """The metric's change in readfirst's notation, at the level of the reported interval."""
+    return format_change(test.ratio, test.ci_low, test.ci_high, _ci_level(test, ev),
+                         significant=test.p_value < ev.alpha_look, decimals=2)
+
+
 def _stat_reason(verdict: str, test: RatioTest, ev: Evidence) -> str:
-    change = format_change(test.ratio, test.ci_low, test.ci_high, _ci_level(test, ev),
-                           significant=test.p_value < ev.alpha_look, decimals=2)
+    change = _stat_change(test, ev)
     thr = f"{ev.noise_threshold:.0%}" if ev.noise_threshold * 100 == round(
         ev.noise_threshold * 100) else f"{ev.noise_threshold:.1%}"
     p = f"p={test.p_value:.2g} (level of this look {ev.alpha_look:.2g})"

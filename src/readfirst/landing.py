@@ -14,7 +14,7 @@ from readfirst.candidate import COMMIT_IDENTITY, Candidate, apply_candidate
 from readfirst.compare import Target
 from readfirst.config import Spec
 from readfirst.executors import JobResult
-from readfirst.render import format_change
+from readfirst.render import format_result_change
 from readfirst.workspace import Workspace
 
 
@@ -22,8 +22,7 @@ def evidence_line(result: dict, worker: str) -> str:  # type: ignore[type-arg]
     """`time_ms: 10.2 -> 9.1 ms (-10.80%, 95.0% CI [...], p=..., 9 rounds, confirmed on w1)`."""
     m = result.get("metric", {})
     unit = f" {m['unit']}" if m.get("unit") else ""
-    change = format_change(result["ratio"], result["ci_low"], result["ci_high"],
-                           result["ci_level"], decimals=2)
+    change = format_result_change(result, decimals=2)
     return (f"{m.get('name')}: {result['base']['median']:.4g} -> "
             f"{result['cand']['median']:.4g}{unit} ({change}, p={result['p_value']:.2g}, "
             f"{result['rounds']} rounds, confirmed on {worker})")

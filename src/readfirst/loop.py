@@ -333,8 +333,10 @@ class Loop:
         gitcli.git(self.s.target.repo, "update-ref", f"refs/heads/{self.s.branch}", commit,
                    self.baseline)
         self.answers_since_ask += 1
-        change = (check.result.result or {}).get("ratio", 1.0) - 1
-        self.say(f"  kept: {winner.cand.title} ({change:+.2%}) -> {gitcli.short(commit)}")
+        from readfirst.render import format_result_change
+
+        change = format_result_change(check.result.result or {}, decimals=2)
+        self.say(f"  kept: {winner.cand.title} ({change}) -> {gitcli.short(commit)}")
         self.baseline = commit
         return True
 

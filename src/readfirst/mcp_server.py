@@ -42,7 +42,7 @@ from readfirst.proposers.forks import (
     divergent_commits,
     fetch,
 )
-from readfirst.render import format_change
+from readfirst.render import format_result_change
 from readfirst.report import write_report
 from readfirst.report.status import status_rows
 from readfirst.research import Finding, ResearchContext
@@ -98,8 +98,7 @@ def change_line(result: dict[str, Any]) -> str:
     metric = result.get("metric") or {}
     p = result.get("p_value")
     p_txt = f", p = {p:.2g}" if isinstance(p, int | float) else ""
-    change = format_change(result.get("ratio"), result.get("ci_low"), result.get("ci_high"),
-                           result.get("ci_level"))
+    change = format_result_change(result)
     return (f"{metric.get('name') or 'metric'} ({metric.get('direction', '?')} is better): "
             f"{change}{p_txt}, {result.get('rounds') or 0} rounds")
 

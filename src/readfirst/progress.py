@@ -46,6 +46,11 @@ class Estimate(BaseModel):
     ci_low: float
     ci_high: float
 
+    def as_result(self) -> dict[str, float]:
+        """The fields `render.format_result_change` reads, with the live CI's level."""
+        return {"ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "ci_level": C.LIVE_CI_LEVEL}
+
 
 def interim_estimate(base: list[float], cand: list[float]) -> Estimate | None:
     n = min(len(base), len(cand))
@@ -55,7 +60,8 @@ def interim_estimate(base: list[float], cand: list[float]) -> Estimate | None:
     rng = np.random.default_rng(C.BOOTSTRAP_SEED)
     idx = rng.integers(0, n, size=(C.LIVE_BOOTSTRAP_RESAMPLES, n))
     medians = np.median(ratios[idx], axis=1)
-    low, high = np.percentile(medians, [2.5, 97.5])
+    tail = (1.0 - C.LIVE_CI_LEVEL) / 2.0 * 100.0
+    low, high = np.percentile(medians, [tail, 100.0 - tail])
     return Estimate(ratio=float(np.median(ratios)), ci_low=float(low), ci_high=float(high))
 
 
@@ -151,13 +157,15 @@ def live_states(db: sqlite3.Connection, loop_id: str, now: float | None = None
 def state_line(s: WorkerState) -> str:
     """`w0  #3 explore  benchmark rounds 7/30  +12.1 % [+9.0, +15.2] %  41.0 s  ETA ≤ 1 m 10 s
     rmsnorm: fuse ...`"""
-    from readfirst.report.status import change_str, ci_str, seconds_str
+    from readfirst.render import format_result_change
+    from readfirst.report.status import seconds_str
 
     parts = [f"{s.worker}", f"#{s.seq} {s.kind}", s.stage]
     if s.rounds_max:
         parts[-1] += f" {s.rounds_done or 0}/{s.rounds_max}"
     if s.ratio is not None:
-        parts.append(f"{change_str(s.ratio)} {ci_str(s.ci_low, s.ci_high)}")
+        parts.append(format_result_change({"ratio": s.ratio, "ci_low": s.ci_low,
+                                           "ci_high": s.ci_high, "ci_level": C.LIVE_CI_LEVEL}))
     parts.append(seconds_str(s.elapsed))
     if s.eta is not None:
         parts.append(f"ETA ≤ {seconds_str(s.eta)}")

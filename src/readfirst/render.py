@@ -61,9 +61,7 @@ class ProgressView:
             self._bench_start = now
         text = message
         if estimate is not None:
-            from readfirst.report.status import change_str, ci_str
-
-            text += f"  {change_str(estimate.ratio)} {ci_str(estimate.ci_low, estimate.ci_high)}"
+            text += f"  {format_result_change(estimate.as_result())}"
         if done and total and self._bench_start is not None:
             from readfirst.report.status import seconds_str
 
@@ -176,6 +174,34 @@ def format_change(ratio: float | None, ci_low: float | None = None, ci_high: flo
         if ci_level is not None:
             text += f" ({format_level(ci_level)} CI)"
     return text if significant else f"~ {text}"
+
+
+def result_significant(r: dict[str, Any]) -> bool:
+    """Whether a measured change is significant, as benchstat reads it: p below the level of the
+    look that decided; without that level (an experiment row), the CI excludes no change (the
+    same thing for compare's t-interval). Nothing to judge by: significant (no "~")."""
+    p, level = r.get("p_value"), r.get("alpha_look")
+    if p is not None and level:
+        return bool(p < level)
+    low, high = r.get("ci_low"), r.get("ci_high")
+    if low is not None and high is not None:
+        return not low <= 1.0 <= high
+    return True
+
+
+def format_result_change(r: dict[str, Any], *, decimals: int = 1, level: bool = True) -> str:
+    """`format_change` of a compare result, experiment row or live estimate (a dict with
+    `ratio`, `ci_low`, `ci_high`, `ci_level`, and `p_value` / `alpha_look` when known);
+    `level=False` leaves the CI level out for a table that prints it in its header."""
+    return format_change(r.get("ratio"), r.get("ci_low"), r.get("ci_high"),
+                         r.get("ci_level") if level else None,
+                         significant=result_significant(r), decimals=decimals)
+
+
+def shared_ci_level(rows: list[dict[str, Any]]) -> float | None:
+    """The one CI level of all measured rows, for a table header; None when they differ."""
+    levels = {r.get("ci_level") for r in rows if r.get("ratio") is not None}
+    return levels.pop() if len(levels) == 1 else None
 
 
 def format_p(p: float | None) -> str:

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from readfirst.fsutil import atomic_write
+from readfirst.render import format_result_change
 from readfirst.report.status import (
     PENDING,
     better,
-    change_str,
-    ci_str,
     duration,
     experiments,
     num,
@@ -122,7 +121,9 @@ def _row(e: dict[str, Any], direction: str) -> dict[str, Any]:
         "title": e.get("title") or "", "candidate_id": e.get("candidate_id") or "",
         "source": e.get("source") or "", "result": result_label(e),
         "outcome": e.get("outcome") or "", "reason": e.get("reason") or "",
-        "change": change_str(e.get("ratio")), "ci": ci_str(e.get("ci_low"), e.get("ci_high")),
+        # the text in readfirst's one notation; the numbers too, for the dashboard's JSON view
+        "change": format_result_change(e), "ratio": e.get("ratio"),
+        "ci_low": e.get("ci_low"), "ci_high": e.get("ci_high"), "ci_level": e.get("ci_level"),
         "tone": {True: "good", False: "bad", None: ""}[good], "worker": e.get("worker") or "",
         "duration": seconds_str(duration(e)), "provenance": ", ".join(e.get("provenance") or []),
         "base": _mean_sd(e.get("base")), "cand": _mean_sd(e.get("cand")),

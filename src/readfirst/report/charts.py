@@ -10,6 +10,7 @@ import math
 from html import escape
 from typing import Any
 
+from readfirst.render import format_result_change
 from readfirst.report.status import experiments
 
 # One colour per result; "kept" is drawn as a star. Inconclusive is amber, never green.
@@ -220,7 +221,7 @@ def forest_plot(summary: dict[str, Any], width: int = 760) -> str:
         if l_ is not None and h_ is not None:
             body.append(f'<line x1="{X(l_):.1f}" x2="{X(h_):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
                         f'stroke="{colour(res)}" stroke-width="3"/>')
-        tip = f"{label}: {res}, {m:+.1f} %"
+        tip = f"{label}: {res}, {format_result_change(e)}"
         if res == "kept":
             body.append(_star(X(m), y, 7, colour(res), tip))
         else:

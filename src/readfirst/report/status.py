@@ -12,7 +12,13 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from readfirst.render import VERDICT_STYLE, format_change
+from readfirst.render import (
+    VERDICT_STYLE,
+    format_level,
+    format_result_change,
+    result_significant,
+    shared_ci_level,
+)
 
 PENDING = ("queued", "running")
 
@@ -31,27 +37,16 @@ def pct(ratio: float | None) -> float | None:
     return None if ratio is None else round((ratio - 1) * 100, 4)
 
 
-def change_str(ratio: float | None) -> str:
-    """Signed percentage change of a cand/base ratio, e.g. "+13.6 %"."""
-    return "–" if ratio is None else f"{(ratio - 1) * 100:+.1f} %"
-
-
-def ci_str(low: float | None, high: float | None) -> str:
-    """The CI of the ratio as a signed percentage range, e.g. "[+12.0, +15.0] %"."""
-    if low is None or high is None:
-        return "–"
-    return f"[{(low - 1) * 100:+.1f}, {(high - 1) * 100:+.1f}] %"
-
-
 def evidence_str(r: dict[str, Any], metric: dict[str, Any] | None = None) -> str:
-    """A measurement in one line: "tok_s 36.9 -> 41.9 tok/s (+13.6 % [+12.0, +15.0] % (95 %
-    CI), p=0.002, 10 rounds)". Takes a compare result or an experiment row."""
+    """A measurement in one line: "tok_s 36.9 -> 41.9 tok/s (+13.6 % [+12.0, +15.0] % (99.5 %
+    CI), p=0.002, 10 rounds)", "~" before a change that is not significant. Takes a compare
+    result or an experiment row."""
     m = r.get("metric") or metric or {}
     base, cand = (r.get("base") or {}).get("median"), (r.get("cand") or {}).get("median")
     head = f"{m.get('name') or 'metric'} " if m.get("name") or base is not None else ""
     if base is not None and cand is not None:
         head += f"{num(base)} -> {num(cand)}" + (f" {m['unit']}" if m.get("unit") else "") + " "
-    parts = [format_change(r.get("ratio"), r.get("ci_low"), r.get("ci_high"), r.get("ci_level"))]
+    parts = [format_result_change(r)]
     if r.get("p_value") is not None:
         parts.append(f"p={r['p_value']:.3g}")
     if r.get("rounds"):
@@ -102,7 +97,9 @@ def status_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows for `readfirst status --json`, in seq order.
 
     `change`, `ci_low` and `ci_high` are relative changes in percent (ratio - 1) * 100, or None;
-    `duration` is in seconds.
+    the ratios themselves are `ratio`, `ratio_ci_low`, `ratio_ci_high`, with `ci_level`;
+    `significant` is false where the text shows "~"; `change_text` is that text; `duration` is
+    in seconds.
     """
     rows = []
     for e in experiments(summary):
@@ -118,6 +115,12 @@ def status_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             "change": pct(e.get("ratio")),
             "ci_low": pct(e.get("ci_low")),
             "ci_high": pct(e.get("ci_high")),
+            "ratio": e.get("ratio"),
+            "ratio_ci_low": e.get("ci_low"),
+            "ratio_ci_high": e.get("ci_high"),
+            "ci_level": e.get("ci_level"),
+            "significant": None if e.get("ratio") is None else result_significant(e),
+            "change_text": format_result_change(e),
             "duration": None if d is None else round(d, 3),
             "worker": e.get("worker"),
             "reason": e.get("reason") or "",
@@ -139,8 +142,10 @@ def status_table(summary: dict[str, Any]) -> Table:
     # the only column rich may shrink; its cells are cut, not wrapped
     table.add_column("experiment", min_width=12)
     table.add_column("result", no_wrap=True)
-    table.add_column("change", justify="right", no_wrap=True)
-    table.add_column("CI", justify="right", no_wrap=True)
+    level = shared_ci_level(experiments(summary))
+    # one CI level for every row goes in the header, so the rows stay short at 80 columns
+    table.add_column("change (CI)" if level is None else f"change ({format_level(level)} CI)",
+                     justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("wkr", no_wrap=True)
     for e in experiments(summary):
@@ -153,8 +158,8 @@ def status_table(summary: dict[str, Any]) -> Table:
             str(e.get("seq", "")),
             Text(kind + (e.get("title") or ""), no_wrap=True, overflow="ellipsis"),
             Text(label, style=style),
-            Text(change_str(e.get("ratio")), style={True: "green", False: "red", None: ""}[good]),
-            ci_str(e.get("ci_low"), e.get("ci_high")),
+            Text(format_result_change(e, level=level is None),
+                 style={True: "green", False: "red", None: ""}[good]),
             seconds_str(duration(e)),
             Text(e.get("worker") or ""),
         )

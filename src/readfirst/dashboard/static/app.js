@@ -54,7 +54,7 @@ function renderExperiments(v) {
     const result = r.outcome === "kept" && r.kind === "confirm" ? "kept" : r.result;
     tr.append(el("td", r.seq, "num"), el("td", (r.kind === "confirm" ? "confirm: " : "") + r.title),
       el("td", r.source), el("td", result, "r-" + result), el("td", r.change, "num"),
-      el("td", r.ci, "num"), el("td", r.duration, "num"), el("td", r.worker), el("td", r.reason, "reason"));
+      el("td", r.duration, "num"), el("td", r.worker), el("td", r.reason, "reason"));
     body.append(tr);
   }
 }
