@@ -42,14 +42,19 @@ def hardening() -> list[str]:
     return ["-c", f"core.hooksPath={_no_hooks_dir()}", "-c", "core.fsmonitor=false"]
 
 
-def git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+def git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
+        errors: str = "strict") -> str:
     """Run `git -C repo args...` (hooks disabled) and return stdout (stripped of the final
-    newline)."""
+    newline). `errors` is how bytes that are not UTF-8 decode: "strict" raises
+    UnicodeDecodeError; "replace" or "surrogateescape" for listings that must go on (a
+    commit message or path in another encoding)."""
     full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     proc = subprocess.run(
         ["git", *hardening(), "-C", str(repo), *args],
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors=errors,
         env=full_env,
         stdin=subprocess.DEVNULL,
     )
@@ -74,6 +79,14 @@ def git_bytes(repo: Path, *args: str, env: dict[str, str] | None = None,
         err = proc.stderr.decode("utf-8", "replace").strip()
         raise GitError(f"git {' '.join(args)}: {err}")
     return proc.stdout
+
+
+def cannot_read(e: GitError) -> str:
+    """git's complaint about one commit in one line: what it could not read (a partial clone's
+    missing blob, a corrupt object)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if ln.startswith(("fatal:", "error:"))] or lines[-1:]
+    return f"git cannot read this commit: {' / '.join(useful)[:300]}"
 
 
 def repo_root(path: Path) -> Path:

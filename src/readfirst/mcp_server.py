@@ -39,14 +39,14 @@ from readfirst.process import kill_all_live
 from readfirst.proposers.forks import (
     DEFAULT_MAX_COMMITS,
     competitors_for,
-    divergent_commits,
     fetch,
 )
+from readfirst.proposers.triage import list_fork_commits
 from readfirst.render import format_result_change
 from readfirst.report import write_report
 from readfirst.report.status import status_rows
 from readfirst.research import Finding, ResearchContext
-from readfirst.research.history import commit_patches, perf_cues
+from readfirst.research.history import commit_patches, perf_cues, skip_notes
 from readfirst.research.orchestrate import research_target
 from readfirst.research.papers import merge_papers
 from readfirst.research.run import load_source
@@ -223,12 +223,14 @@ class Toolbox:
     def fork_commits(self) -> dict[str, Any]:
         """The commits competing forks have and HEAD lacks ([research] competitors and the
         forks research discovered): id, title, competitor, sha, performance cues. See one
-        with `git show <sha>`; port it as your change, then run_experiment."""
+        with `git show <sha>`; port it as your change, then run_experiment. Commits git cannot
+        give a readable patch of are under `skipped`, each with its reason."""
         spec, repo, head = self._spec(), self.target.repo, self._head()
         self.ws.ensure()
         comps = competitors_for(spec.research, self.target.root, self.ws.state)
         cap = spec.research.get("max_fork_commits", DEFAULT_MAX_COMMITS)
         commits: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
         notes: list[str] = []
         for comp in comps:
             try:
@@ -239,10 +241,20 @@ class Toolbox:
                              + ("; listing the earlier fetch" if have else ""))
                 if not have:
                     continue
-            found, _shared = divergent_commits(repo, head, comp.ref)
+            try:
+                found, _shared = list_fork_commits(repo, head, comp.ref)
+            except gitcli.GitError as e:  # this fork's listing, not the others'
+                notes.append(f"{comp.name}: cannot list its commits ({_one_line(e)})")
+                continue
             found = found[:cap] if isinstance(cap, int) else found
             patches = commit_patches(repo, [c.sha for c in found])
+            notes += skip_notes(comp.name, patches.skipped)
             for c in found:
+                if c.sha in patches.skipped:  # git cannot give its patch: say why, go on
+                    skipped.append({"id": f"fork:{comp.name}@{c.sha[:12]}", "sha": c.sha,
+                                    "title": c.subject or c.sha[:12], "competitor": comp.name,
+                                    "reason": patches.skipped[c.sha]})
+                    continue
                 diffs = patches.get(c.sha, [])
                 commits.append({
                     "id": f"fork:{comp.name}@{c.sha[:12]}", "title": c.subject or c.sha[:12],
@@ -252,7 +264,7 @@ class Toolbox:
                                            [ln for d in diffs for ln in d.removed]),
                     "files": sorted({p for d in diffs for p in (d.old, d.new) if p}),
                     "already_upstream": c.mark == "="})
-        return {"baseline": head, "commits": commits, "notes": notes}
+        return {"baseline": head, "commits": commits, "skipped": skipped, "notes": notes}
 
     def backend_gaps(self) -> dict[str, Any]:
         """What sibling backends (cpu/cuda/metal/..., or _avx2/_neon/_scalar files) fuse or

@@ -30,7 +30,6 @@ from readfirst.proposers.triage import (
     ForkCommit,
     SkipTally,
     commit_diff,
-    git_failure,
     list_fork_commits,
     sort_commit,
 )
@@ -133,7 +132,7 @@ def _offers(ctx: ProposerContext, comp: Competitor, commits: list[ForkCommit],
             skipped.append((cid, title, str(s)))
             continue
         except gitcli.GitError as e:
-            skipped.append((cid, title, git_failure(e)))
+            skipped.append((cid, title, gitcli.cannot_read(e)))
             continue
         except UnicodeDecodeError:
             skipped.append((cid, title, "the diff is not UTF-8 text (a candidate carries its "

@@ -24,7 +24,6 @@ from readfirst.errors import ConfigError
 from readfirst.guards import matches
 from readfirst.proposers import ProposerContext, RecordsSkips, triage
 
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 REF_PREFIX = "refs/readfirst/competitors/"
 DEFAULT_MAX_COMMITS = C.DEFAULT_MAX_FORK_COMMITS
 # Forks the research phase found (research/forks_github.py), relative to the state directory.
@@ -97,31 +96,6 @@ def write_ranking(ctx: ProposerContext, reports: list[str]) -> None:
 
 class _Skip(Exception):
     """A commit that cannot be offered; the message is the reason."""
-
-
-@dataclass(frozen=True)
-class ForkCommit:
-    mark: str  # git log --cherry-mark: "=" when a patch-equivalent commit is in the baseline
-    sha: str
-    parent: str  # first parent, or the empty tree for a root commit
-    subject: str
-    body: str
-
-
-def divergent_commits(repo: Path, baseline: str, ref: str) -> tuple[list[ForkCommit], bool]:
-    """The non-merge commits of `ref` the baseline lacks, oldest first, and whether the two
-    share history (without a merge-base, every commit of `ref` is listed)."""
-    base = gitcli.git(repo, "merge-base", baseline, ref, check=False).strip()
-    fmt = "--format=%m%x1f%H%x1f%P%x1f%s%x1f%b"
-    # Shared history: what the fork has and the baseline lacks; otherwise all of the fork.
-    rng = ["--cherry-mark", "--right-only", f"{baseline}...{ref}"] if base else [ref]
-    log = gitcli.git(repo, "log", "-z", "--no-merges", "--reverse", fmt, *rng)
-    out: list[ForkCommit] = []
-    for record in (r for r in log.split("\0") if r.strip()):
-        mark, sha, parents, subject, body = (record.strip("\n").split("\x1f", 4) + [""] * 4)[:5]
-        parent = parents.split()[0] if parents.split() else EMPTY_TREE
-        out.append(ForkCommit(mark, sha, parent, subject, body))
-    return out, bool(base)
 
 
 def parse_competitors(research: dict[str, Any], root: Path) -> list[Competitor]:
@@ -225,7 +199,8 @@ class PathMapper:
 
     def __init__(self, repo: Path, baseline: str, scope: list[str]) -> None:
         self.repo = repo
-        out = gitcli.git(repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree", baseline)
+        out = gitcli.git(repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree", baseline,
+                         errors="surrogateescape")  # a path in another encoding: no match
         self.by_name: dict[str, list[str]] = {}
         for path in out.split("\0"):
             if path and (not scope or matches(path, scope)):

@@ -157,16 +157,10 @@ class SkipTally:
 def commit_diff(repo: Path, parent: str, sha: str, paths: list[str] | None = None) -> str:
     """The commit's change (restricted to `paths` when given) with full blob ids, so that
     `apply --3way` merges it like cherry-pick would. Plumbing, so user diff settings do not
-    leak in. GitError when git cannot read an object; UnicodeDecodeError when not UTF-8."""
+    leak in. GitError when git cannot read an object (`gitcli.cannot_read` says which);
+    UnicodeDecodeError when not UTF-8."""
     spec = ["--", *paths] if paths else []
     out = gitcli.git_bytes(repo, "-c", "core.quotePath=false", "diff-tree", "-p", "--binary",
                            "--full-index", "--no-renames", parent, sha, *spec,
                            env={"GIT_LITERAL_PATHSPECS": "1"})
     return out.decode("utf-8")
-
-
-def git_failure(e: gitcli.GitError) -> str:
-    """git's complaint in one line: what it could not read."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if ln.startswith(("fatal:", "error:"))] or lines[-1:]
-    return f"git cannot read this commit: {' / '.join(useful)[:300]}"

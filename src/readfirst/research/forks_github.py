@@ -26,10 +26,10 @@ from readfirst.proposers.forks import (
     Competitor,
     PathMapper,
     discovered_competitors,
-    divergent_commits,
     fetch,
     parse_competitors,
 )
+from readfirst.proposers.triage import list_fork_commits
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.research.cache import Cache, Response, Unavailable, make_client
 from readfirst.research.history import (
@@ -41,6 +41,7 @@ from readfirst.research.history import (
     int_option,
     perf_cues,
     scope_of,
+    skip_notes,
     to_root,
 )
 
@@ -248,14 +249,22 @@ def study(ctx: ResearchContext, comp: Competitor, base: str, pats: list[str], ca
           f: Finding, web: str | None = None) -> None:
     """Each divergent commit of `comp` touching files in scope becomes a port-commit hypothesis
     and a commit reference (paths mapped by suffix when the histories are unrelated)."""
-    commits, shared = divergent_commits(ctx.repo, base, comp.ref)
+    try:
+        commits, shared = list_fork_commits(ctx.repo, base, comp.ref)
+    except gitcli.GitError as e:  # this competitor's listing, not the other sources'
+        f.notes.append(f"competitor {comp.name}: cannot list its commits "
+                       f"({str(e).splitlines()[-1][:300]})")
+        return
     commits = [c for c in commits[:cap] if c.mark != "="]
     if not commits:
         return
     mapper = PathMapper(ctx.repo, base, pats)
     files = {p for ps in mapper.by_name.values() for p in ps}
     patches = commit_patches(ctx.repo, [c.sha for c in commits])
+    f.notes += skip_notes(f"competitor {comp.name}", patches.skipped)
     for c in commits:
+        if c.sha in patches.skipped:
+            continue
         diffs, sites, touched = patches.get(c.sha, []), [], False
         for d in diffs:
             if shared:

@@ -72,6 +72,7 @@ class FileDiff:
     hunks: list[tuple[int, int, str | None]] = field(default_factory=list)  # old, new, function
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    submodule: bool = False  # a gitlink (mode 160000): its "lines" are commit ids
 
 
 def _unquote(path: str) -> str:
@@ -110,6 +111,9 @@ def parse_patch(text: str) -> list[FileDiff]:
                 cur.old = side
             else:
                 cur.new = side
+        elif not in_hunk and line.startswith(("index ", "new file mode ", "deleted file mode ",
+                                              "old mode ", "new mode ")):
+            cur.submodule |= line.endswith(" 160000")
         elif m := _HUNK.match(line):
             in_hunk = True
             a, b, c, d = int(m[1]), int(m[2] or 1), int(m[3]), int(m[4] or 1)
@@ -122,16 +126,66 @@ def parse_patch(text: str) -> list[FileDiff]:
     return files
 
 
-def commit_patches(repo: Path, shas: list[str], *pathspec: str) -> dict[str, list[FileDiff]]:
-    """The `-U0` patches of the given commits, in one `git log --no-walk` per 200 commits."""
-    out: dict[str, list[FileDiff]] = {}
-    for i in range(0, len(shas), 200):
-        text = gitcli.git(repo, *LOG_PATCH, "--no-walk=unsorted", "--format=%x1e%H%x1f",
-                          *shas[i:i + 200], "--", *pathspec)
-        for chunk in text.split("\x1e")[1:]:
-            sha, _, patch = chunk.partition("\x1f")
-            out[sha.strip()] = parse_patch(patch)
+NOT_UTF8 = "the diff is not UTF-8 text"
+_PATCH_BATCH = 200  # commits per `git log --no-walk`
+
+
+class Patches(dict[str, list[FileDiff]]):
+    """sha -> its file diffs; `skipped` holds the commits without a readable patch, each with
+    the reason (what git could not read, a diff that is not UTF-8 text, only a submodule)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: dict[str, str] = {}
+
+
+def commit_patches(repo: Path, shas: list[str], *pathspec: str) -> Patches:
+    """The `-U0` patches of the given commits, in one `git log --no-walk` per 200 commits. A
+    batch git fails on (a partial clone's missing blob, a corrupt object) is retried commit by
+    commit, so one unreadable commit is a skip with its reason and never costs the others."""
+    out = Patches()
+    for i in range(0, len(shas), _PATCH_BATCH):
+        _read_patches(repo, shas[i:i + _PATCH_BATCH], pathspec, out)
     return out
+
+
+def _read_patches(repo: Path, shas: list[str], pathspec: tuple[str, ...], out: Patches) -> None:
+    try:
+        raw = gitcli.git_bytes(repo, *LOG_PATCH, "--no-walk=unsorted", "--format=%x1e%H%x1f",
+                               *shas, "--", *pathspec)
+    except gitcli.GitError as e:
+        if len(shas) == 1:
+            out.skipped[shas[0]] = gitcli.cannot_read(e)
+        for sha in shas if len(shas) > 1 else ():
+            _read_patches(repo, [sha], pathspec, out)
+        return
+    for chunk in raw.split(b"\x1e")[1:]:
+        head, _, patch = chunk.partition(b"\x1f")
+        sha = head.decode("ascii", "replace").strip()
+        try:
+            diffs = parse_patch(patch.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.skipped[sha] = NOT_UTF8
+            continue
+        subs = [d.new or d.old or "?" for d in diffs if d.submodule]
+        if subs and len(subs) == len(diffs):
+            out.skipped[sha] = f"changes only a submodule: {', '.join(subs)}"
+            continue
+        out[sha] = [d for d in diffs if not d.submodule]
+
+
+def skip_notes(label: str, skipped: dict[str, str]) -> list[str]:
+    """One note per reason: `label: 3 commits skipped, <reason> (e.g. sha, sha)`."""
+    by_reason: dict[str, list[str]] = {}
+    for sha, reason in skipped.items():
+        by_reason.setdefault(reason, []).append(sha[:12])
+    notes = []
+    for reason, shas in by_reason.items():
+        noun = "commit" if len(shas) == 1 else "commits"
+        more = f" and {len(shas) - 3} more" if len(shas) > 3 else ""
+        notes.append(f"{label}: {len(shas)} {noun} skipped, {reason} "
+                     f"({', '.join(shas[:3])}{more})")
+    return notes
 
 
 def scope_of(ctx: ResearchContext) -> list[str]:
@@ -189,16 +243,19 @@ class HistorySource:
         n = int_option(ctx, "history_commits", 500)
         fmt = "--format=%x1e%H%x1f%s%x1f%b%x1f"
         log = gitcli.git(ctx.repo, "-c", "core.quotePath=false", "log", f"-n{n}", "--no-merges",
-                         "--name-only", fmt, base) if n else ""
+                         "--name-only", fmt, base, errors="replace") if n else ""
         commits: list[tuple[str, str, str, list[str]]] = []
         for chunk in log.split("\x1e")[1:]:
             sha, subject, body, names = (chunk.split("\x1f", 3) + [""] * 3)[:4]
             files = [_unquote(p) for p in names.splitlines() if p.strip()]
             commits.append((sha, subject, body, [p for p in files if in_scope(p, pats)]))
         touching = [c[0] for c in commits if c[3]]
-        patches = commit_patches(ctx.repo, touching, *pathspecs(pats)) if touching else {}
+        patches = commit_patches(ctx.repo, touching, *pathspecs(pats))
+        f.notes += skip_notes("history", patches.skipped)
         per_file: dict[str, list[tuple[str, str, Site | None]]] = {}
         for sha, subject, body, files in commits:
+            if sha in patches.skipped:  # noted above with its reason
+                continue
             diffs = [d for d in patches.get(sha, []) if d.new and d.new in files]
             cues = perf_cues(f"{subject}\n{body}", [ln for d in diffs for ln in d.added],
                              [ln for d in diffs for ln in d.removed])
@@ -213,7 +270,8 @@ class HistorySource:
                     if d.hunks and d.new else None
                 per_file.setdefault(d.new or "", []).append((sha, subject, site))
         alive = set(gitcli.git(ctx.repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree",
-                               base, "--", *per_file).split("\0")) if per_file else set()
+                               base, "--", *per_file, errors="replace").split("\0")) \
+            if per_file else set()
         ranked = sorted((p for p in per_file if p in alive), key=lambda p: -len(per_file[p]))
         for path in ranked[:int_option(ctx, "max_history_files", 10)]:
             work = per_file[path]
@@ -227,7 +285,8 @@ class HistorySource:
 
     def _todos(self, ctx: ResearchContext, f: Finding, base: str, pats: list[str]) -> None:
         out = gitcli.git(ctx.repo, "-c", "core.quotePath=false", "grep", "-n", "-p", "-I", "-E",
-                         "-e", TODO_TAG, base, "--", *pathspecs(pats), check=False)
+                         "-e", TODO_TAG, base, "--", *pathspecs(pats), check=False,
+                         errors="replace")
         func: dict[str, str | None] = {}
         notes: dict[str, Hypothesis] = {}  # the same note in many files is one hypothesis
         for line in out.splitlines():
