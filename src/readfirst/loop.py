@@ -33,6 +33,7 @@ from readfirst.loop_queue import CandidateQueue
 from readfirst.loop_setup import LoopOptions, Setup, new_run_id, open_run, repair_of, restore
 from readfirst.loop_workers import NOISE_STUB, Flight, Kind, WorkerPool, cut_off, second_opinion
 from readfirst.proposers import BudgetExceeded, Proposer
+from readfirst.render import format_result_change
 from readfirst.research.orchestrate import refresh_from_experiments, research_after_landing
 
 __all__ = ["Loop", "LoopOptions", "new_run_id", "run_loop"]
@@ -333,8 +334,6 @@ class Loop:
         gitcli.git(self.s.target.repo, "update-ref", f"refs/heads/{self.s.branch}", commit,
                    self.baseline)
         self.answers_since_ask += 1
-        from readfirst.render import format_result_change
-
         change = format_result_change(check.result.result or {}, decimals=2)
         self.say(f"  kept: {winner.cand.title} ({change}) -> {gitcli.short(commit)}")
         self.baseline = commit
