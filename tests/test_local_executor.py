@@ -92,7 +92,8 @@ def test_a_killed_worker_is_reported_and_replaced(tmp_path: Path) -> None:
         warm = ex.submit(_job(target, 1, "", kind="noise"), "w0")
         ex.wait_any([warm])
         os.kill(warm.pid or 0, signal.SIGKILL)  # dies while idle
-        while _alive(warm.pid or 0):
+        # until all its threads are gone: only then can the executor see it died
+        while _alive(warm.pid or 0) or len(list(Path(f"/proc/{warm.pid}/task").glob("*"))) > 1:
             time.sleep(0.05)
         handle = ex.submit(_job(target, 2, "", kind="noise"), "w0")
         (res,) = ex.wait_any([handle])

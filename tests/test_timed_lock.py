@@ -3,14 +3,21 @@ reported."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from conftest import BASE_WORK, TOML, git, make_target, params, run_cli, write
 
-from readfirst.timedlock import LockTimeout, timed_run
+from readfirst import constants as C
+from readfirst.measure import StepFailed
+from readfirst.process import run_step
+from readfirst.sandbox import policy_for, probe
+from readfirst.timedlock import LockTimeout, lock_path, timed_run, timed_runs
 
 BENCH = """#!/bin/sh
 start=$(date +%s.%N)
@@ -59,14 +66,23 @@ def test_timed_runs_of_two_workers_never_overlap(tmp_path: Path) -> None:
     assert len(wave1) == 2 and {e["worker"] for e in wave1} == {"w0", "w1"}
 
 
-def _hold(path: str, seconds: float, ready: multiprocessing.synchronize.Event) -> None:
+def _hold(path: str, seconds: float, ready: multiprocessing.synchronize.Event,
+          announce: float | None = None) -> None:
     import os
 
     os.environ["READFIRST_TIMED_LOCK"] = path
-    with timed_run():
+    with timed_run(hold=announce):
         ready.set()
         time.sleep(seconds)
         Path(path + ".released").touch()  # still holding: whoever gets it next sees this
+
+
+def _hold_silently(path: str, ready: multiprocessing.synchronize.Event) -> None:
+    """What a hostile leftover process does: take the lock, announce nothing, never let go."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        ready.set()
+        time.sleep(600)
 
 
 def test_lock_waits_for_the_holder_and_gives_up_on_a_stuck_one(
@@ -83,11 +99,11 @@ def test_lock_waits_for_the_holder_and_gives_up_on_a_stuck_one(
     assert waited > 0
     holder.join()
     ready.clear()
-    stuck = ctx.Process(target=_hold, args=(path, 60.0, ready))
+    stuck = ctx.Process(target=_hold_silently, args=(path, ready))
     stuck.start()
     try:
         assert ready.wait(30)
-        with pytest.raises(LockTimeout, match="held by another process"), \
+        with pytest.raises(LockTimeout, match=f"held by pid {stuck.pid} .*stuck, end it"), \
                 timed_run(max_wait=0.2):
             pass
     finally:
@@ -95,6 +111,60 @@ def test_lock_waits_for_the_holder_and_gives_up_on_a_stuck_one(
         stuck.join()
     with timed_run(max_wait=5):  # a killed holder leaves the lock free
         pass
+
+
+def test_a_stuck_holder_is_named_in_the_log_and_bounded_by_the_step_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "timed.lock")
+    monkeypatch.setenv("READFIRST_TIMED_LOCK", path)
+    monkeypatch.setattr(C, "TIMED_LOCK_LOG_AFTER", 0.1)
+    monkeypatch.setattr(C, "TIMED_LOCK_SLACK", 0.0)
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    stuck = ctx.Process(target=_hold_silently, args=(path, ready))
+    stuck.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(StepFailed) as failed, timed_runs(StepFailed, step_timeout=0.3):
+            pass
+        assert failed.value.step == "bench" and f"pid {stuck.pid}" in failed.value.reason
+        assert f"held by pid {stuck.pid}" in capsys.readouterr().err  # said while waiting
+    finally:
+        stuck.kill()
+        stuck.join()
+    # a holder that announced a long hold is waited for past the waiter's own bound
+    ready.clear()
+    holder = ctx.Process(target=_hold, args=(path, 1.5, ready, 60.0))
+    holder.start()
+    assert ready.wait(30)
+    with timed_run(max_wait=0.2) as waited:
+        assert Path(path + ".released").exists() and waited > 0.2
+    holder.join()
+
+
+def test_the_lock_is_hidden_from_a_sandboxed_step(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    if probe() is not None:
+        pytest.skip(f"no usable sandbox: {probe()}")
+    monkeypatch.delenv("READFIRST_TIMED_LOCK")
+    # a home outside /tmp (which the sandbox hides anyway), so the test shows the lock's own
+    # directory is hidden
+    (Path.home() / ".cache").mkdir(exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="rf-test-home-", dir=Path.home() / ".cache"))
+    monkeypatch.setenv("HOME", str(home))
+    lock = lock_path()
+    assert lock.is_relative_to(home)
+    with timed_run(max_wait=5):
+        assert lock.is_file()
+        work = tmp_path / "work"
+        work.mkdir()
+        res = run_step(f"ls -a {lock.parent}; cat {lock}; rm -f {lock}; echo done", work,
+                       tmp_path / "log", 60, sandbox=policy_for(work, work, tmp_path / "s",
+                                                                False))
+    assert res.ok and "timed-runs.lock" not in res.stdout() and "done" in res.stdout()
+    assert lock.is_file()  # the sandboxed step could not delete it
+    shutil.rmtree(home)
 
 
 def test_run_warns_when_workers_times_threads_exceed_cores(tmp_path: Path) -> None:

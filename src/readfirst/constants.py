@@ -109,10 +109,13 @@ FORK_STACK_DEPTH = 4  # earlier commits tried under one that does not apply alon
 FORK_BUILD_PROBE_TIMEOUT = 30  # seconds for `make -n` / `cc -dM -E` when reading the build
 
 # --- timed runs on one machine ------------------------------------------------------------
-# Every timed benchmark run on this machine holds this lock (outside any worktree), so the
-# runs of different workers never overlap. READFIRST_TIMED_LOCK overrides the path.
-TIMED_LOCK_FILE = "/tmp/readfirst-timed-runs.lock"
+# Every timed benchmark run on this machine holds this lock (outside any worktree, in the
+# user's home, hidden from the sandbox), so the runs of different workers never overlap.
+# READFIRST_TIMED_LOCK overrides the path.
+TIMED_LOCK_FILE = ".cache/readfirst/locks/timed-runs.lock"  # under the home directory
 TIMED_LOCK_MAX_WAIT = 3600  # seconds; past this something holds the lock for good
+TIMED_LOCK_LOG_AFTER = 5.0  # seconds of waiting before the holder is named in the log
+TIMED_LOCK_SLACK = 30.0  # seconds beyond the step timeouts before a holder counts as stuck
 
 # --- research ranking ---------------------------------------------------------------------
 PROFILE_WEIGHT = 1.0  # score += this x the inclusive share (0..1) of a hypothesis's functions

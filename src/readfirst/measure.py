@@ -223,7 +223,7 @@ class Runner:
     def bench_once(self, side: Side, step: str, rnd: int | None = None) -> Sample:
         self._position = 0
         before = self._watch_base(side)
-        with timed_runs(StepFailed):
+        with timed_runs(StepFailed, self.spec.target.bench_timeout):
             res = self._start_bench(side, step, rnd, None).wait(self.spec.target.bench_timeout)
         return self._collect(side, step, rnd, res, before)
 
@@ -237,7 +237,7 @@ class Runner:
         order = [base, cand]
         self.rng.shuffle(order)
         got: dict[str, Sample] = {}
-        with timed_runs(StepFailed):  # one timed round at a time on this machine
+        with timed_runs(StepFailed, self.spec.target.bench_timeout):  # one at a time
             for pos, side in enumerate(order):
                 self._position = pos
                 before = self._watch_base(side)
@@ -252,7 +252,7 @@ class Runner:
         """One duet round: both sides at once on disjoint pinned CPUs, sets swapped at random."""
         sets = list(cpu_sets)
         self.rng.shuffle(sets)
-        with timed_runs(StepFailed):
+        with timed_runs(StepFailed, self.spec.target.bench_timeout):
             started = {
                 side.role: (side, self._start_bench(side, "bench", rnd, cpus))
                 for side, cpus in ((base, sets[0]), (cand, sets[1]))

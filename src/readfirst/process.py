@@ -3,15 +3,15 @@
 Every build, benchmark and checks step goes through here. Each gets its own session (process
 group), so a timeout or Ctrl-C kills the command and everything it spawned, not just the shell.
 Untrusted steps run inside the sandbox (`sandbox.Policy`): then they also get a PID namespace,
-and nothing they start outlives them. Output comes through pipes, never a file the step can
-reach: each stream's log is capped (head + tail kept), known secrets are scrubbed from it, and
-METRIC lines are parsed as they stream past.
+and nothing they start outlives them; without it a keeper process (`proctree.py`, a child
+subreaper) ends everything the step started when it ends, never anything else. Output comes
+through pipes, never a file the step can reach: each stream's log is capped (head + tail kept),
+known secrets are scrubbed from it, and METRIC lines are parsed as they stream past.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import selectors
 import signal
@@ -24,11 +24,11 @@ from typing import BinaryIO
 
 from readfirst import constants as C
 from readfirst.metrics.metric_lines import parse as parse_metric_lines
+from readfirst.proctree import keeper_argv, kill_tree
 from readfirst.sandbox import Policy, known_secrets, scrub
 
 # Process groups still running, so an interrupt handler can kill them all.
 _LIVE_GROUPS: set[int] = set()
-PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass(frozen=True)
@@ -193,12 +193,9 @@ class RunningStep:
             if cpus:
                 os.sched_setaffinity(0, cpus)
 
-        argv = ["/bin/sh", "-c", cmd]
-        if sandbox is not None:
-            argv = sandbox.bwrap_args(cwd) + argv
-        else:
-            become_subreaper()  # orphans of this step come back to us, to be ended
-        self._boot_ticks = _boot_ticks()
+        # what the step starts stays in its PID namespace, or below its keeper: ended with it
+        shell = ["/bin/sh", "-c", cmd]
+        argv = sandbox.bwrap_args(cwd) + shell if sandbox is not None else keeper_argv(shell)
         self.started = time.perf_counter()
         try:
             self.proc = subprocess.Popen(
@@ -248,9 +245,7 @@ class RunningStep:
 
     def _finish_output(self) -> bool:
         self._exited.set()
-        if not self.sandboxed:  # a daemon it left behind is ours to end (never by directory)
-            signal_group(self.proc.pid, signal.SIGKILL)
-            kill_orphans(self._boot_ticks)
+        signal_group(self.proc.pid, signal.SIGKILL)  # the keeper (or bwrap) ended the rest
         self._reader.join()
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
@@ -270,6 +265,19 @@ class RunningStep:
 def signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def end_process(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """End a worker process: SIGTERM its group (it unwinds and ends its own steps, whose
+    keepers or sandboxes end all they started), then, if it is still there after `grace`,
+    freeze and kill it with everything below it. By ownership, never by directory."""
+    signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid, include_root=True)
+        signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def kill_all_live() -> None:
@@ -295,69 +303,3 @@ def run_step(
 ) -> StepResult:
     return RunningStep(cmd, cwd, log_prefix, env=env, cpus=cpus, sandbox=sandbox,
                        clean_env=clean_env).wait(timeout)
-
-
-_SUBREAPER = False
-
-
-def become_subreaper() -> None:
-    """Linux: processes orphaned below us (a `setsid` daemon) are re-parented to this process
-    rather than to init, so readfirst can end what its own steps started."""
-    global _SUBREAPER
-    if not _SUBREAPER:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
-        _SUBREAPER = True
-
-
-def _boot_ticks() -> int:
-    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
-
-
-def _children_since(ticks: int) -> list[int]:
-    """Our direct children started at or after `ticks` (clock ticks since boot)."""
-    me, found = os.getpid(), []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == me and int(fields[19]) >= ticks - 1:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def kill_orphans(since_ticks: int) -> list[int]:
-    """SIGKILL and reap what a finished unsandboxed step left re-parented to us (started
-    after the step began, so nothing readfirst started itself); repeated while new ones
-    appear (a daemon's own children are re-parented when it dies)."""
-    killed: list[int] = []
-    for _ in range(10):
-        pids = [p for p in _children_since(since_ticks) if p not in _LIVE_GROUPS]
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            killed.append(pid)
-    return killed
-
-
-def kill_processes_under(roots: list[Path]) -> list[int]:
-    """SIGKILL every process whose working directory is under one of `roots`: what a killed
-    worker left behind. Linux /proc; elsewhere nothing is found."""
-    resolved = [r.resolve() for r in roots]
-    killed = []
-    for proc_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            cwd = (proc_dir / "cwd").readlink()
-        except OSError:
-            continue
-        pid = int(proc_dir.name)
-        if pid != os.getpid() and any(cwd.is_relative_to(r) for r in resolved):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    return killed

@@ -53,6 +53,7 @@ HOME_CREDENTIALS = (
     ".cargo/credentials", ".cargo/credentials.toml", ".config/openai", ".anthropic",
     ".config/anthropic", ".huggingface", ".cache/huggingface/token", ".sky", ".ray",
     ".config/sky", ".password-store", ".local/share/keyrings",
+    ".cache/readfirst/locks",  # readfirst's own timed-runs lock: no candidate may hold it
 )
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from readfirst import gitcli
 from readfirst.constants import JOURNAL_FILE, STATE_DIR
 from readfirst.errors import ConfigError
-from readfirst.process import kill_processes_under
 
 # Space set aside when a run starts and given back on a fault (disk full), so the journal
 # can still mark the run interrupted.
@@ -128,11 +127,6 @@ class Workspace:
         path.parent.mkdir(parents=True, exist_ok=True)
         gitcli.worktree_add(self.repo, path, commit)
         return path
-
-    def kill_strays(self, slot: str) -> list[int]:
-        """Kill processes still running inside a slot's worktree (left by a worker that was
-        killed before it could clean up)."""
-        return kill_processes_under([self.slot_path(slot)])
 
     def slots(self) -> list[Path]:
         root = self.state / "worktrees"

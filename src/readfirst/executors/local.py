@@ -6,10 +6,11 @@ experiment does not pay an interpreter start and those imports. A job is a line 
 stdin naming its job, result and log files; the result file is written atomically when the job
 ends. Each worker keeps a pair of worktrees (`<worker>-base`, `<worker>-cand`) and their build
 outputs across experiments, so builds are incremental and disk use is bounded by W. Every
-build / benchmark / checks step still runs through process.py in its own process group (killed
-whole on timeout or cancel); the worker runs in its own process group too, optionally pinned to
-its own CPUs, and receives SIGTERM if the loop process dies. Cancelling a job kills its worker;
-the next job on that worker starts a fresh one.
+build / benchmark / checks step still runs through process.py in its own process group under
+its keeper or sandbox (everything it starts ends with it, on timeout or cancel); the worker runs
+in its own process group too, optionally pinned to its own CPUs, and receives SIGTERM if the
+loop process dies. Cancelling a job kills its worker and what is below it (by ownership, never
+by directory); the next job on that worker starts a fresh one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from readfirst.constants import KILL_GRACE_SECONDS
 from readfirst.executors import Handle, Job, JobResult
-from readfirst.process import signal_group
+from readfirst.process import end_process
 from readfirst.workspace import Workspace
 
 PR_SET_PDEATHSIG = 1
@@ -93,8 +94,6 @@ class LocalExecutor:
         result_path.unlink(missing_ok=True)
         log_path.write_bytes(b"")
         job_path.write_text(json.dumps(job.to_dict()))
-        for slot in (f"{worker}-base", f"{worker}-cand"):
-            self.ws.kill_strays(slot)  # what the last candidate left behind may not linger
         line = json.dumps({"job": str(job_path), "result": str(result_path),
                            "log": str(log_path)}) + "\n"
         for _attempt in range(2):  # an idle worker that died is replaced, once
@@ -144,18 +143,11 @@ class LocalExecutor:
         self._stop(handle.worker, run.proc)
 
     def _stop(self, worker: str, proc: subprocess.Popen[bytes]) -> None:
-        """End a worker and everything it started (its steps have their own groups, which the
-        worker kills as SIGTERM unwinds it; strays are swept after)."""
-        signal_group(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=KILL_GRACE_SECONDS * 3)
-        except subprocess.TimeoutExpired:
-            signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
+        """End a worker and everything it started (its steps' keepers end theirs as SIGTERM
+        unwinds it; a worker that does not exit is frozen and killed with all below it)."""
+        end_process(proc, KILL_GRACE_SECONDS * 3)
         if self._procs.get(worker) is proc:
             del self._procs[worker]
-        for slot in (f"{worker}-base", f"{worker}-cand"):
-            self.ws.kill_strays(slot)
 
     def close(self) -> None:
         for run in list(self._running.values()):

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import re
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -51,7 +50,8 @@ from readfirst.compare import Target
 from readfirst.constants import KILL_GRACE_SECONDS
 from readfirst.errors import ConfigError
 from readfirst.executors import Handle, Job, JobResult
-from readfirst.process import kill_processes_under, signal_group
+from readfirst.process import end_process
+from readfirst.proctree import kill_recorded_owner, record_owner
 from readfirst.workspace import Workspace
 
 DEFAULT_RESOURCE = "readfirst_bench"
@@ -157,8 +157,9 @@ class RayExecutor:
         return [r for r in (self.poll(h) for h in handles) if r is not None]
 
     def cancel(self, handle: Handle) -> None:
-        """Interrupt the task (it kills the worker's process groups), force it after a grace
-        period, then sweep the worker's directories on every node; the job ends "cancelled"."""
+        """Interrupt the task (it ends its worker and all below it), force it after a grace
+        period, then end the worker it recorded on every node (by ownership: a recorded pid
+        and start time, never a directory); the job ends "cancelled"."""
         run = self._running.pop(handle.exp_id, None)
         if run is None:
             return
@@ -192,7 +193,7 @@ class RayExecutor:
         return self._archives[baseline]
 
     def _sweep(self, worker: str, target_root: str) -> None:
-        """Kill what a force-killed task left running in `worker`'s directories, on each node."""
+        """End what a force-killed task left running (its recorded worker), on each node."""
         refs = [_sweep_task.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
                     n["NodeID"], soft=False)).remote(self.node_cache, target_root,
                                                      self.target.rel, worker)
@@ -283,25 +284,9 @@ def _import_blobs(repo: Path, data: bytes) -> None:
             gitcli.git(repo, "hash-object", "-w", "--no-filters", "--", *files)
 
 
-def _kill_cwd_under(roots: list[Path]) -> int:
-    """SIGKILL every process whose working directory is under one of `roots`."""
-    return len(kill_processes_under(roots))
-
-
-def _worker_dirs(home: Path, rel: str, worker: str) -> list[Path]:
-    ws = Workspace(home / "repo" / rel if rel else home / "repo")
-    return [home / "slots" / worker, ws.slot_path(f"{worker}-base"),
-            ws.slot_path(f"{worker}-cand")]
-
-
-def _stop(proc: subprocess.Popen[bytes], roots: list[Path]) -> None:
-    """End the worker: SIGTERM (it kills its own steps), then SIGKILL, then any stragglers."""
-    signal_group(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=KILL_GRACE_SECONDS * 2)
-    signal_group(proc.pid, signal.SIGKILL)
-    proc.wait()
-    _kill_cwd_under(roots)
+def _owner_file(home: Path, worker: str) -> Path:
+    """Where a task records its worker process (pid and start time) for a later sweep."""
+    return home / "slots" / worker / "owner"
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -341,9 +326,9 @@ def run_on_node(job: dict[str, Any], worker: str, rel: str, fetch: Callable[[], 
     root.mkdir(parents=True, exist_ok=True)
     ws = Workspace(root)
     ws.ensure()
-    roots = _worker_dirs(home, rel, worker)
-    _kill_cwd_under(roots)  # leftovers of a task killed earlier
-    slot_dir = roots[0]
+    owner = _owner_file(home, worker)
+    kill_recorded_owner(str(owner))  # the worker of a task force-killed earlier, if still there
+    slot_dir = owner.parent
     slot_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = (slot_dir / n for n in ("job", "result", "worker.log"))
     result_path.unlink(missing_ok=True)
@@ -354,12 +339,13 @@ def run_on_node(job: dict[str, Any], worker: str, rel: str, fetch: Callable[[], 
             [sys.executable, "-c", _CHILD, str(os.getpid()), str(job_path), str(result_path),
              worker], cwd=slot_dir, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
+    record_owner(str(owner), proc.pid)
     try:
         while proc.poll() is None:  # short sleeps: Ray's cancel interrupts between bytecodes
             time.sleep(0.2)
     finally:
         if proc.returncode is None:  # cancelled, SIGTERM, shutdown: no benchmark outlives us
-            _stop(proc, roots)
+            end_process(proc, KILL_GRACE_SECONDS * 2)
     if result_path.is_file():
         res: dict[str, Any] = json.loads(result_path.read_text())
     else:
@@ -399,4 +385,4 @@ def _node_task(job: dict[str, Any], worker: str, rel: str, archive: list[Any],
 
 @ray.remote
 def _sweep_task(node_cache: str | None, target_root: str, rel: str, worker: str) -> int:
-    return _kill_cwd_under(_worker_dirs(node_home(node_cache, target_root), rel, worker))
+    return len(kill_recorded_owner(str(_owner_file(node_home(node_cache, target_root), worker))))

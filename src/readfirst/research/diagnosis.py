@@ -250,7 +250,8 @@ class BottleneckSource:
             for path in (data, rc_file, out_file):
                 if path:
                     path.unlink(missing_ok=True)
-            with timed_run():  # not while a worker times its rounds (the loop's refresh)
+            # not while a worker times its rounds (the loop's refresh)
+            with timed_run(target.bench_timeout * PROFILE_TIMEOUT_FACTOR):
                 step = RunningStep(cmd, workdir, logs / f"bench-{tool}")
                 res = step.wait(target.bench_timeout * PROFILE_TIMEOUT_FACTOR)
             rc = rc_file.read_text().strip() if rc_file.is_file() else None
@@ -272,7 +273,7 @@ class BottleneckSource:
                          "running the benchmark without a profiler")
         if out_file:
             out_file.unlink(missing_ok=True)
-        with timed_run():
+        with timed_run(target.bench_timeout):
             res = run_step(target.bench, workdir, logs / "bench", target.bench_timeout)
         if not res.ok:
             notes.append(f"baseline benchmark failed ({_failure(res)}); log {res.stderr_path}")
@@ -375,7 +376,7 @@ class BottleneckSource:
             return None
         mib = ctx.research.get("stream_mib", 0)  # MiB per array; 0: max(32 MiB, the L3)
         mib = mib if isinstance(mib, int) and mib > 0 else 0
-        with timed_run():
+        with timed_run(TOOL_TIMEOUT):
             res = run_step(f"{shlex.quote(str(binary))} {mib}", out_dir,
                            logs / "stream_probe", TOOL_TIMEOUT)
         try:
