@@ -134,6 +134,7 @@ def finalize(run_id: str | None, directory: Path, prefix: str, force: bool, remo
     from readfirst.errors import ConfigError
     from readfirst.finalize import finalize as run_finalize
     from readfirst.finalize import open_prs, push, require_gh
+    from readfirst.workspace import Workspace
 
     if open_pr and not remote:
         raise ConfigError("--pr needs --push REMOTE (a pull request's branch must be pushed)")
@@ -148,7 +149,8 @@ def finalize(run_id: str | None, directory: Path, prefix: str, force: bool, remo
         if not as_json:
             err.print(message, markup=False, highlight=False)
 
-    with _progress(not as_json or err.is_terminal) as view:
+    # it rebuilds and re-measures: one run per target, like `run`, `compare` and `bench`
+    with Workspace(target.root).run_lock(), _progress(not as_json or err.is_terminal) as view:
         result = run_finalize(target, spec, summary, prefix=prefix, force=force,
                               progress=view.update, say=say)
     if remote:

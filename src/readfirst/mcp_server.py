@@ -181,6 +181,14 @@ class Toolbox:
     def _head(self) -> str:
         return gitcli.resolve_commit(self.target.repo, "HEAD")
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One tool that builds or runs the benchmark at a time, holding the target's run
+        lock (the one `readfirst run`/`compare`/`bench` take) only while it works: a run
+        already going makes the call fail in one line; the call makes a new run wait for it."""
+        with self.lock, self.ws.run_lock():
+            yield
+
     def _run_source(self, name: str, ctx: ResearchContext) -> Finding:
         return load_source(name).run(ctx)
 
@@ -191,8 +199,12 @@ class Toolbox:
         commit, a sibling backend's fusion, fewer passes over memory, paper ideas), their
         references, the diagnosis when profile=true, and the brief's path. offline=true uses
         local sources and caches only."""
-        found = research_target(self.target, self._spec(), offline=offline, profile=profile)
-        return found.to_dict()
+        if not profile:
+            return research_target(self.target, self._spec(), offline=offline,
+                                   profile=False).to_dict()
+        with self._exclusive():  # profiling runs the benchmark
+            return research_target(self.target, self._spec(), offline=offline,
+                                   profile=True).to_dict()
 
     def search_papers(self, query: str, offline: bool = True) -> dict[str, Any]:
         """Search arXiv, Semantic Scholar and the local papers_dir for an explicit query;
@@ -277,7 +289,8 @@ class Toolbox:
         """Profile the benchmark at HEAD and probe memory bandwidth: hot functions, achieved
         vs. peak bandwidth and the conclusion (memory-bound means passes over memory are the
         lever; compute-bound means arithmetic is)."""
-        f = self._run_source("diagnosis", self._ctx(True))
+        with self._exclusive():
+            f = self._run_source("diagnosis", self._ctx(True))
         return {**(f.diagnosis or {}), "notes": f.notes}
 
     # --- experiments -----------------------------------------------------------------------
@@ -288,7 +301,7 @@ class Toolbox:
         Randomised interleaved rounds until the statistics decide; returns the verdict
         (improved / regressed / no_change / inconclusive / refused / checks_failed / crash /
         suspect) with ratio, CI and an experiment_id for keep or discard."""
-        with self.lock:
+        with self._exclusive():
             head = self._head()
             spec = self._spec()
             if patch is None or not patch.strip():
