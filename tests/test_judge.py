@@ -184,3 +184,28 @@ def test_missing_and_unknown_inputs_exit_2(tmp_path: Path) -> None:
     code, _, proc = run_cli("judge", str(tmp_path / "prose.txt"), str(BENCHSTAT / "new.txt"),
                             cwd=tmp_path)
     assert code == 2 and "prose.txt" in proc.stderr and "--format" in proc.stderr
+
+
+@pytest.mark.parametrize(("fmt", "text", "message"), [
+    ("pytest-benchmark-json", '{"benchmarks": [{"name": "t"}]}', "benchmarks[0] lacks 'stats'"),
+    ("hyperfine-json", '{"results": [{"mean": 1}]}', "results[0] lacks 'command'"),
+    ("google-benchmark-json", '{"context": {}, "benchmarks": [3]}',
+     "expected benchmarks[0] to be an object, got the number 3"),
+    ("llama-bench-json", '[{"n_prompt": 512}]', "test #1 lacks 'n_gen'"),
+])
+def test_judge_and_metrics_read_a_format_with_one_parser(tmp_path: Path, fmt: str, text: str,
+                                                         message: str) -> None:
+    """`readfirst judge` reads samples with the metric format's own reader: the same file is
+    refused with the same words by both."""
+    from readfirst.errors import ConfigError
+    from readfirst.metrics import MetricParseError, parse_metrics
+    from readfirst.samples import read_side
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    with pytest.raises(MetricParseError) as metric_error:
+        parse_metrics(fmt, text)
+    with pytest.raises(ConfigError) as judge_error:
+        read_side(bad, fmt)
+    assert message in str(metric_error.value)
+    assert str(judge_error.value) == f"{bad}: {metric_error.value}"

@@ -23,22 +23,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from readfirst.errors import ConfigError
-from readfirst.metrics import go_bench, llama_bench
-from readfirst.metrics._common import (
-    ROOT,
-    MetricParseError,
-    UniqueNames,
-    load_json_object,
-    require_list,
-    require_number,
-    require_object,
-    require_str,
-    strip_bom,
-    type_name,
-)
+from readfirst.metrics import go_bench, google_benchmark, hyperfine, llama_bench, pytest_benchmark
+from readfirst.metrics._common import MetricParseError, strip_bom
 from readfirst.metrics.metric_lines import METRIC_LINE, parse_number
 
 Direction = Literal["higher", "lower"]
@@ -102,85 +91,28 @@ def _metric_lines(text: str) -> Iterator[Point]:
         yield match.group(1), "", value, number
 
 
-def _numbers(fmt: str, values: Any, where: str, label: str) -> list[float]:
-    if not isinstance(values, list) or not values:
-        raise MetricParseError(f"{fmt}: expected {where} to be a non-empty array of numbers, "
-                               f"got {type_name(values)}{label}")
-    out = []
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise MetricParseError(
-                f"{fmt}: expected {where}[{i}] to be a number, got {type_name(v)}{label}")
-        out.append(float(v))
-    return out
+# One reader per format: the metrics module that turns a benchmark's output into metrics also
+# reads its samples, so both agree on what a file holds and on its errors.
 
 
 def _hyperfine(text: str) -> Iterator[Point]:
-    fmt = "hyperfine-json"
-    doc = load_json_object(fmt, text, "results")
-    names = UniqueNames()
-    for index, raw in enumerate(require_list(fmt, doc, "results", ROOT)):
-        where = f"results[{index}]"
-        result = require_object(fmt, raw, where)
-        command = require_str(fmt, result, "command", where)
-        label = f" (command {command!r})"
-        name = names.allocate(command)
-        for value in _numbers(fmt, result.get("times"), f"{where}.times", label):
-            yield name, "s", value, None
+    for name, value in hyperfine.samples(text):
+        yield name, "s", value, None
 
 
 def _llama_bench(text: str) -> Iterator[Point]:
-    fmt = llama_bench.FORMAT
-    names = UniqueNames()
-    for index, (test, line) in enumerate(llama_bench._locate_tests(strip_bom(text)), start=1):
-        where = f"test #{index}"
-        label = "" if line is None else f" (line {line})"
-        test = require_object(fmt, test, where, label=label)
-        name = names.allocate(llama_bench.base_name(
-            llama_bench._count(test, "n_prompt", where, label),
-            llama_bench._count(test, "n_gen", where, label),
-            llama_bench._count(test, "n_depth", where, label, required=False)))
-        if "samples_ts" in test:
-            values = _numbers(fmt, test["samples_ts"], f"{where}.samples_ts", label)
-        else:
-            values = [llama_bench._number(test, "avg_ts", where, label) or 0.0]
-        for value in values:
-            yield name, "t/s", value, line
+    for name, value, line in llama_bench.samples(text):
+        yield name, "t/s", value, line
 
 
 def _google_benchmark(text: str) -> Iterator[Point]:
-    fmt = "google-benchmark-json"
-    doc = load_json_object(fmt, text, "benchmarks")
-    for index, raw in enumerate(require_list(fmt, doc, "benchmarks", ROOT)):
-        where = f"benchmarks[{index}]"
-        entry = require_object(fmt, raw, where)
-        if entry.get("error_occurred") or entry.get("run_type", "iteration") != "iteration":
-            continue
-        name = require_str(fmt, entry, "name", where)
-        run_name = require_str(fmt, entry, "run_name", where) if "run_name" in entry else name
-        value = require_number(fmt, entry, "real_time", where, label=f" (benchmark {name!r})")
-        if value is not None:
-            yield run_name, str(entry.get("time_unit", "ns")), value, None
+    for run_name, unit, value in google_benchmark.iterations(text):
+        yield run_name, unit, value, None
 
 
 def _pytest_benchmark(text: str) -> Iterator[Point]:
-    fmt = "pytest-benchmark-json"
-    doc = load_json_object(fmt, text, "benchmarks")
-    for index, raw in enumerate(require_list(fmt, doc, "benchmarks", ROOT)):
-        where = f"benchmarks[{index}]"
-        bench = require_object(fmt, raw, where)
-        name = require_str(fmt, bench, "name", where)
-        label = f" (benchmark {name!r})"
-        if "stats" not in bench:
-            raise MetricParseError(f"{fmt}: {where} lacks 'stats'{label}")
-        stats = require_object(fmt, bench["stats"], f"{where}.stats", label=label)
-        if "data" in stats:
-            values = _numbers(fmt, stats["data"], f"{where}.stats.data", label)
-        else:
-            mean = require_number(fmt, stats, "mean", f"{where}.stats", label=label)
-            values = [] if mean is None else [mean]
-        for value in values:
-            yield name, "s", value, None
+    for name, value in pytest_benchmark.samples(text):
+        yield name, "s", value, None
 
 
 def _go(text: str) -> Iterator[Point]:

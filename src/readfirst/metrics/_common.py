@@ -133,6 +133,28 @@ def require_list(
     return value
 
 
+def json_entries(fmt: str, text: str, key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each object of the array `key` of the report's JSON object, with its JSON path."""
+    document = load_json_object(fmt, text, key)
+    for index, raw in enumerate(require_list(fmt, document, key, ROOT)):
+        where = f"{key}[{index}]"
+        yield where, require_object(fmt, raw, where)
+
+
+def require_numbers(fmt: str, values: Any, where: str, label: str = "") -> list[float]:
+    """values as a non-empty list of numbers (a result's samples), or MetricParseError."""
+    if not isinstance(values, list) or not values:
+        raise MetricParseError(f"{fmt}: expected {where} to be a non-empty array of numbers, "
+                               f"got {type_name(values)}{label}")
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise MetricParseError(
+                f"{fmt}: expected {where}[{i}] to be a number, got {type_name(v)}{label}")
+        out.append(float(v))
+    return out
+
+
 def require_object(fmt: str, value: Any, where: str, *, label: str = "") -> dict[str, Any]:
     """value itself as a dict, or MetricParseError naming the JSON path (where)."""
     if not isinstance(value, dict):

@@ -9,19 +9,17 @@ error_occurred are skipped, so a failed benchmark's metrics are missing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
 from readfirst.metrics._common import (
-    ROOT,
     MetricParseError,
     as_finite,
-    load_json_object,
+    json_entries,
     put,
-    require_list,
     require_number,
-    require_object,
     require_str,
     type_name,
 )
@@ -41,16 +39,11 @@ class _Run:
 
 def parse(text: str) -> dict[str, float]:
     """Metrics from a Google Benchmark JSON report."""
-    document = load_json_object(FORMAT, text, "benchmarks")
-    entries = require_list(FORMAT, document, "benchmarks", ROOT)
     runs: dict[str, _Run] = {}
-    for index, raw in enumerate(entries):
-        where = f"benchmarks[{index}]"
-        entry = require_object(FORMAT, raw, where)
+    for where, entry in json_entries(FORMAT, text, "benchmarks"):
         if entry.get("error_occurred"):
             continue
-        name = require_str(FORMAT, entry, "name", where)
-        run_name = require_str(FORMAT, entry, "run_name", where) if "run_name" in entry else name
+        name, run_name = _names(entry, where)
         label = f" (benchmark {name!r})"
         run_type = entry.get("run_type", "iteration")  # absent before v1.5
         real = require_number(FORMAT, entry, "real_time", where, label=label)
@@ -81,6 +74,24 @@ def parse(text: str) -> dict[str, float]:
             if aggregate != "mean":
                 put(metrics, f"{run_name}.{aggregate}", agg_real)
     return metrics
+
+
+def iterations(text: str) -> Iterator[tuple[str, str, float]]:
+    """(run_name, time_unit, real_time) of every iteration entry: the samples of repetitions
+    (`readfirst judge`); aggregates and failed runs are skipped."""
+    for where, entry in json_entries(FORMAT, text, "benchmarks"):
+        if entry.get("error_occurred") or entry.get("run_type", "iteration") != "iteration":
+            continue
+        name, run_name = _names(entry, where)
+        value = require_number(FORMAT, entry, "real_time", where, label=f" (benchmark {name!r})")
+        if value is not None:
+            yield run_name, str(entry.get("time_unit", "ns")), value
+
+
+def _names(entry: dict[str, Any], where: str) -> tuple[str, str]:
+    """The entry's name and run_name (its name in versions without run_name)."""
+    name = require_str(FORMAT, entry, "name", where)
+    return name, require_str(FORMAT, entry, "run_name", where) if "run_name" in entry else name
 
 
 def _mean(values: list[float]) -> float | None:

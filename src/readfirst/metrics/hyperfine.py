@@ -3,19 +3,21 @@
 Each result gives `<command>` -> mean, `<command>.median` and `<command>.min` (seconds).
 With exactly one result, plain `mean`, `median`, `min`, `max` and `stddev` are added.
 A command with a non-zero (or signal, null) exit code is an error: its timings are invalid.
+`samples` reads every run's time instead (`readfirst judge`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from readfirst.metrics._common import (
-    ROOT,
     MetricParseError,
     UniqueNames,
-    load_json_object,
+    json_entries,
     put,
-    require_list,
     require_number,
-    require_object,
+    require_numbers,
     require_str,
     type_name,
 )
@@ -24,18 +26,31 @@ FORMAT = "hyperfine-json"
 _STATS = ("mean", "median", "min", "max")
 
 
+def results(text: str) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """Each result's command, JSON path, error label and object."""
+    for where, result in json_entries(FORMAT, text, "results"):
+        command = require_str(FORMAT, result, "command", where)
+        yield command, where, f" (command {command!r})", result
+
+
+def samples(text: str) -> Iterator[tuple[str, float]]:
+    """(command, seconds) for every run of every command (`times`); a repeated command gets
+    `#2`, `#3`, ... as in `parse`."""
+    names = UniqueNames()
+    for command, where, label, result in results(text):
+        name = names.allocate(command)
+        for value in require_numbers(FORMAT, result.get("times"), f"{where}.times", label):
+            yield name, value
+
+
 def parse(text: str) -> dict[str, float]:
     """Metrics from a hyperfine JSON export."""
-    document = load_json_object(FORMAT, text, "results")
-    results = require_list(FORMAT, document, "results", ROOT)
     metrics: dict[str, float] = {}
     names = UniqueNames()
     single: dict[str, float | None] = {}
-    for index, raw in enumerate(results):
-        where = f"results[{index}]"
-        result = require_object(FORMAT, raw, where)
-        command = require_str(FORMAT, result, "command", where)
-        label = f" (command {command!r})"
+    count = 0
+    for command, where, label, result in results(text):
+        count += 1
         stats = {key: require_number(FORMAT, result, key, where, label=label) for key in _STATS}
         # hyperfine writes "stddev": null when a command ran only once.
         stats["stddev"] = (
@@ -49,7 +64,7 @@ def parse(text: str) -> dict[str, float]:
         put(metrics, f"{name}.median", stats["median"])
         put(metrics, f"{name}.min", stats["min"])
         single = stats
-    if len(results) == 1:
+    if count == 1:
         for key in ("mean", "median", "min", "max", "stddev"):
             put(metrics, key, single[key])
     return metrics

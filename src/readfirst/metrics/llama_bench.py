@@ -2,11 +2,13 @@
 
 Each test becomes `pp<n_prompt>`, `tg<n_gen>` or `pp<n_prompt>+tg<n_gen>` (plus `@d<n_depth>`
 when n_depth > 0) -> avg_ts in tokens/s, and `<name>.avg_ns` -> avg_ns. Repeated names (other
-models, thread counts, ...) get `#2`, `#3`, ... in order of appearance.
+models, thread counts, ...) get `#2`, `#3`, ... in order of appearance. `samples` reads every
+run's tokens/s (`samples_ts`) instead (`readfirst judge`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from readfirst.metrics._common import (
@@ -20,6 +22,8 @@ from readfirst.metrics._common import (
     json_starts,
     line_of,
     put,
+    require_numbers,
+    require_object,
     snippet,
     strip_bom,
     type_name,
@@ -111,27 +115,39 @@ def base_name(n_prompt: int, n_gen: int, n_depth: int) -> str:
     return f"{name}@d{n_depth}" if n_depth > 0 else name
 
 
-def parse(text: str) -> dict[str, float]:
-    """Metrics from llama-bench JSON or JSON-lines output."""
-    metrics: dict[str, float] = {}
+def tests(text: str) -> Iterator[tuple[str, dict[str, Any], str, str, int | None]]:
+    """Each test with its name (repeated names get `#2`, `#3`, ...), where, error label and
+    line (None inside a JSON array)."""
     names = UniqueNames()
     for index, (test, line) in enumerate(_locate_tests(strip_bom(text)), start=1):
         where = f"test #{index}"
         label = "" if line is None else f" (line {line})"
-        if not isinstance(test, dict):
-            raise MetricParseError(
-                f"{FORMAT}: expected {where} to be an object, got {type_name(test)}{label}"
-            )
+        test = require_object(FORMAT, test, where, label=label)
         base = base_name(
             _count(test, "n_prompt", where, label),
             _count(test, "n_gen", where, label),
             _count(test, "n_depth", where, label, required=False),  # absent in older builds
         )
-        avg_ts = _number(test, "avg_ts", where, label)
-        avg_ns = _number(test, "avg_ns", where, label)
-        name = names.allocate(base)
-        put(metrics, name, avg_ts)
-        put(metrics, f"{name}.avg_ns", avg_ns)
+        yield names.allocate(base), test, where, label, line
+
+
+def samples(text: str) -> Iterator[tuple[str, float, int | None]]:
+    """(name, tokens/s, line) for every run of every test (`samples_ts`), else its avg_ts."""
+    for name, test, where, label, line in tests(text):
+        if "samples_ts" in test:
+            values = require_numbers(FORMAT, test["samples_ts"], f"{where}.samples_ts", label)
+        else:
+            values = [_number(test, "avg_ts", where, label) or 0.0]
+        for value in values:
+            yield name, value, line
+
+
+def parse(text: str) -> dict[str, float]:
+    """Metrics from llama-bench JSON or JSON-lines output."""
+    metrics: dict[str, float] = {}
+    for name, test, where, label, _line in tests(text):
+        put(metrics, name, _number(test, "avg_ts", where, label))
+        put(metrics, f"{name}.avg_ns", _number(test, "avg_ns", where, label))
     return metrics
 
 

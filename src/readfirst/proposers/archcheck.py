@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,19 +274,20 @@ def evaluate(expr: str, info: BuildInfo) -> bool | None:
             return None if t in info.defined or not info.known_undefined(t) else False
         return None
 
-    def conj() -> bool | None:
-        v = primary()
-        while peek() == "&&":
+    def chain(operand: Callable[[], bool | None], op: str,
+              combine: Callable[[bool | None, bool | None], bool | None]) -> bool | None:
+        """`operand (op operand)*`, folded left with the three-valued `combine`."""
+        v = operand()
+        while peek() == op:
             take()
-            v = _and(v, primary())
+            v = combine(v, operand())
         return v
 
+    def conj() -> bool | None:
+        return chain(primary, "&&", _and)
+
     def disj() -> bool | None:
-        v = conj()
-        while peek() == "||":
-            take()
-            v = _or(v, conj())
-        return v
+        return chain(conj, "||", _or)
 
     try:
         value = disj()
