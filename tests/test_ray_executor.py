@@ -14,6 +14,7 @@ from conftest import BASE_WORK, commit, git, make_target, params, write
 from readfirst.candidate import Candidate
 from readfirst.config import load_spec
 from readfirst.executors import Handle, Job, JobResult
+from readfirst.sandbox import probe
 from readfirst.workspace import Workspace
 
 ray = pytest.importorskip("ray")
@@ -240,3 +241,42 @@ def test_demo_on_ray_reaches_the_local_verdicts(cluster: dict[str, object]) -> N
         assert r["executor"]["kind"] == "ray"
         assert r["cand_tree"] == git(target, "rev-parse", f"{commit_sha}^{{tree}}")
     assert ray.is_initialized()  # the loop's executor reused the module's Ray, left it up
+
+
+def _sourced(exp_id: int, target: Path, source: str, diff: str, sandbox: bool = True) -> Job:
+    spec = load_spec(target).model_dump()
+    spec["target"]["sandbox"] = sandbox
+    cand = Candidate(f"s:{exp_id}", f"from {source}", "", diff, source)
+    return Job(exp_id, str(target), git(target, "rev-parse", "HEAD"), cand.to_dict(), spec)
+
+
+def test_a_node_that_cannot_sandbox_says_so_and_refuses_model_code(
+        cluster: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    ex, target, tmp = cluster["ex"], cluster["target"], cluster["tmp"]
+    assert isinstance(ex, RayExecutor) and isinstance(target, Path) and isinstance(tmp, Path)
+    half = _patch(target, "src/params.h", params(BASE_WORK // 2))
+    if probe() is None:  # a node with bwrap: its steps ran in the sandbox
+        (res,) = _wait_all(ex, [ex.submit(_sourced(30, target, "patches", half), "r0")])
+        assert res.sandboxed is True and res.sandbox_note == ""
+    # the same cluster, but this executor's tasks find no bwrap on the node
+    blind = RayExecutor(Workspace(target), tmp / "jobs-blind", 2, {
+        "per_node": 2, "node_cache": str(tmp / "node-cache-blind"),
+        "runtime_env": {"env_vars": {"READFIRST_BWRAP": str(tmp / "no-such-bwrap")}}})
+    try:
+        people = [blind.submit(_sourced(31, target, "patches", half), "r0"),
+                  blind.submit(_sourced(32, target, "forks", half), "r1")]
+        for res in _wait_all(blind, people):  # run, unconfined, and say so
+            assert (res.status, res.verdict) == ("finished", "improved"), res.reason
+            assert res.sandboxed is False and "no-such-bwrap" in res.sandbox_note
+        (model,) = _wait_all(blind, [blind.submit(_sourced(33, target, "llm", half), "r0")])
+        assert model.status == "skipped" and model.sandboxed is False
+        assert "only run in the sandbox" in model.reason and "--no-sandbox" in model.reason
+        (allowed,) = _wait_all(blind, [blind.submit(
+            _sourced(34, target, "llm", half, sandbox=False), "r0")])  # --no-sandbox
+        assert allowed.status == "finished" and allowed.sandboxed is False
+        assert allowed.sandbox_note == ""
+    finally:
+        blind.close()
+    assert ray.is_initialized()  # the connection was the fixture's
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if "WITHOUT the sandbox" in ln]
+    assert len(warnings) == 1 and "no-such-bwrap" in warnings[0]  # one per node

@@ -65,6 +65,10 @@ SANDBOX_PROBE_TIMEOUT = 20.0  # one `bwrap ... true` to learn whether namespaces
 OUTPUT_DRAIN_SECONDS = 1.0  # after a step exits, read what its pipes still hold this long
 
 # --- sandbox, environment and output (untrusted candidates) --------------------------------
+# Proposers whose candidates a person wrote or chose (forks, patch files; "readfirst": its own
+# A-vs-A noise checks): the only ones that may run unsandboxed when a worker cannot sandbox.
+# Code from any other proposer (llm, agent, plugins) is refused there unless --no-sandbox.
+HUMAN_SOURCES = ("forks", "patches", "readfirst")
 OUTPUT_CAP_BYTES = 16 * 1024 * 1024  # per stream of a step: the log keeps head + tail within it
 OUTPUT_TAIL_BYTES = 1024 * 1024  # of which the last this many bytes are always kept
 MAX_STREAMED_METRICS = 10_000  # METRIC lines remembered per step while streaming

@@ -23,6 +23,7 @@ from pathlib import Path
 from readfirst import constants as C
 
 INSTALL_HINT = "apt-get install bubblewrap (Debian/Ubuntu) or dnf install bubblewrap (Fedora)"
+BWRAP_ENV = "READFIRST_BWRAP"  # the bwrap to use, if not the one on PATH
 
 # Variables builds and benchmarks need; anything else (API keys, tokens, cloud credentials)
 # stays out. Names matching SECRET_NAME are dropped even when listed here.
@@ -72,7 +73,7 @@ class Policy:
     extra_hidden: tuple[str, ...] = field(default=HIDDEN_SYSTEM)
 
     def bwrap_args(self, cwd: Path) -> list[str]:
-        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args = [bwrap_exe(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for place in self.extra_hidden:
             p = Path(place)
             if p.is_dir() and not p.is_symlink():
@@ -112,12 +113,18 @@ def _outermost(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
+def bwrap_exe() -> str:
+    """The bwrap to run: `READFIRST_BWRAP` (a path or name) when set, else `bwrap` on PATH."""
+    return os.environ.get(BWRAP_ENV) or "bwrap"
+
+
 @cache
 def probe() -> str | None:
     """None when bwrap works here; otherwise a one-line reason with the install command."""
-    exe = shutil.which("bwrap")
+    exe = shutil.which(bwrap_exe())
     if exe is None:
-        return f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}"
+        where = f" ({BWRAP_ENV}={os.environ[BWRAP_ENV]})" if os.environ.get(BWRAP_ENV) else ""
+        return f"bubblewrap (bwrap) is not installed{where}: {INSTALL_HINT}"
     try:
         proc = subprocess.run(
             [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",

@@ -10,6 +10,7 @@ A worker that dies leaves no result file and is recorded as such.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -26,13 +27,28 @@ from readfirst.errors import BaseFailedError
 from readfirst.executors import Job, JobResult
 from readfirst.fsutil import atomic_write
 from readfirst.progress import ProgressBoard
+from readfirst.sandbox import probe
 from readfirst.workspace import Workspace
 
 
 def run_job(job: Job, worker: str) -> JobResult:
-    target = Target.at(Path(job.target_root))
+    """The job's result, saying whether its steps ran in the sandbox and, when this machine
+    cannot sandbox, why; a model's candidate is refused here then (same rule as locally)."""
     spec = Spec.model_validate(job.spec)
     cand = Candidate.from_dict(job.candidate)
+    why = probe() if spec.target.sandbox else None
+    note = f"{why}; its steps run WITHOUT the sandbox" if why else ""
+    if why and job.kind == "experiment" and cand.source not in C.HUMAN_SOURCES:
+        return JobResult(job.exp_id, worker, "skipped", sandboxed=False, sandbox_note=note,
+                         reason=f"this worker cannot sandbox ({why}); {cand.source} "
+                         "candidates only run in the sandbox (--no-sandbox runs them unconfined)")
+    res = _run_job(job, worker, spec, cand)
+    return dataclasses.replace(res, sandboxed=spec.target.sandbox and why is None,
+                               sandbox_note=note)
+
+
+def _run_job(job: Job, worker: str, spec: Spec, cand: Candidate) -> JobResult:
+    target = Target.at(Path(job.target_root))
     ws = Workspace(target.root)
     ws.ensure()
     slots = (f"{worker}-base", f"{worker}-cand")

@@ -10,6 +10,7 @@ Executors are plugins: built-ins `local`, `ray`, `skypilot`, others by the entry
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -47,6 +48,8 @@ class JobResult:
     result: dict[str, Any] | None = None  # the compare verdict object (CompareResult's fields)
     cand_commit: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    sandboxed: bool | None = None  # did the steps run in the sandbox (None: nothing ran)
+    sandbox_note: str = ""  # why not, when the worker's machine cannot sandbox (one line)
 
     def __post_init__(self) -> None:
         if self.result is not None and "verdict" in self.result:
@@ -58,6 +61,14 @@ class JobResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobResult:
         return cls(**d)
+
+
+def warn_unsandboxed(res: JobResult, seen: set[str]) -> None:
+    """One warning per node whose steps could not run in the sandbox they were asked to."""
+    if res.sandbox_note and res.worker not in seen:
+        seen.add(res.worker)
+        print(f"readfirst: warning: worker {res.worker}: {res.sandbox_note}", file=sys.stderr,
+              flush=True)
 
 
 @dataclass(frozen=True)

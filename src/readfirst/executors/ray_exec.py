@@ -49,7 +49,7 @@ from readfirst.candidate import COMMIT_IDENTITY
 from readfirst.compare import Target
 from readfirst.constants import KILL_GRACE_SECONDS
 from readfirst.errors import ConfigError
-from readfirst.executors import Handle, Job, JobResult
+from readfirst.executors import Handle, Job, JobResult, warn_unsandboxed
 from readfirst.process import end_process
 from readfirst.proctree import kill_recorded_owner, record_owner
 from readfirst.workspace import Workspace
@@ -90,6 +90,7 @@ class RayExecutor:
         self.workers = [f"r{i}" for i in range(workers)]
         self.resource = str(options.get("resource", DEFAULT_RESOURCE))
         num_cpus, per_node = options.get("num_cpus", 1), options.get("per_node", 1)
+        task_env = options.get("runtime_env") or None
         if not isinstance(num_cpus, int | float) or num_cpus <= 0:
             raise ConfigError(f"[executor] num_cpus: expected a number > 0, got {num_cpus!r}")
         if not isinstance(per_node, int) or per_node < 1:
@@ -99,6 +100,7 @@ class RayExecutor:
         self._owns = False
         self._running: dict[int, _Running] = {}
         self._finished: dict[int, JobResult] = {}  # cancelled jobs, handed out once
+        self._warned: set[str] = set()  # nodes said to run without the sandbox
         self._archives: OrderedDict[str, Any] = OrderedDict()
         if not ray.is_initialized():  # reuse a connection the caller made
             kw: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
@@ -115,8 +117,9 @@ class RayExecutor:
             raise ConfigError(
                 f"[executor] resource: no Ray node offers {self.resource!r}; start nodes with "
                 f"`ray start --resources='{{\"{self.resource}\": 1}}'`")
+        # the runtime_env also per task: it holds on a cluster this process only connects to
         self._task = _node_task.options(num_cpus=num_cpus, resources={self.resource: 1},
-                                        max_retries=0)
+                                        max_retries=0, runtime_env=task_env)
 
     def idle_workers(self) -> list[str]:
         busy = {r.handle.worker for r in self._running.values()}
@@ -140,7 +143,9 @@ class RayExecutor:
             return None
         del self._running[handle.exp_id]
         try:
-            return JobResult.from_dict(ray.get(run.ref))
+            res = JobResult.from_dict(ray.get(run.ref))
+            warn_unsandboxed(res, self._warned)
+            return res
         except TaskCancelledError:
             return _cancelled(handle)
         except Exception as e:  # node died, task raised, worker crashed: a result all the same

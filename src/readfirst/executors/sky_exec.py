@@ -30,7 +30,7 @@ from typing import Any
 from readfirst import gitcli
 from readfirst.candidate import COMMIT_IDENTITY, ApplyError, Candidate
 from readfirst.errors import ConfigError
-from readfirst.executors import Handle, Job, JobResult
+from readfirst.executors import Handle, Job, JobResult, warn_unsandboxed
 
 TEMPLATE = "sky_task.yaml.j2"
 MANIFEST = ".readfirst-files"  # the archive's file list (NUL-separated), all the VM trusts
@@ -245,6 +245,7 @@ class SkyPilotExecutor:
         self._touched: set[str] = set()  # launched (or tried): downed at the end
         self._downs: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
+        self._warned: set[str] = set()  # clusters said to run without the sandbox
         self._wake = threading.Event()
 
     def _cluster(self, i: int) -> str:
@@ -366,6 +367,7 @@ class SkyPilotExecutor:
             if run is None or run.result is None:
                 return None
             del self._runs[handle.exp_id]
+        warn_unsandboxed(run.result, self._warned)
         return run.result
 
     def wait_any(self, handles: list[Handle], timeout: float | None = None) -> list[JobResult]:
