@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git, make_target
@@ -22,6 +25,7 @@ from readfirst.proposers.agent_cli import CLIAgentProposer, agent_command
 from readfirst.research import Hypothesis, Site
 from readfirst.research.brief import ResearchStore
 from readfirst.research.run import ResearchResult
+from readfirst.sandbox import probe
 from readfirst.workspace import Workspace
 
 AGENTS = Path(__file__).parent / "data" / "agents"
@@ -54,9 +58,22 @@ def target(tmp_path: Path):
     assert after == before
 
 
-def context(root: Path, **kw: object) -> ProposerContext:
+FAKE_ENV = ["FAKE_AGENT_LOG", "FAKE_AGENT_MODE", "FAKE_AGENT_PIDFILE", "FAKE_COST"]
+
+
+def _cfg(**kw: Any) -> AgentConfig:
+    """A stand-in's config: the agent's environment is an allow-list, so the variables the
+    stand-ins read are named in `[agent] env`."""
+    return AgentConfig(**{"env": FAKE_ENV, **kw})
+
+
+def context(root: Path, sandbox: bool = False, **kw: object) -> ProposerContext:
+    """The proposer's logic is tested unsandboxed (the stand-ins log to a file outside their
+    worktree); the sandboxed runs are tested on their own below."""
+    spec = load_spec(root)
+    spec = spec.model_copy(update={"target": spec.target.model_copy(update={"sandbox": sandbox})})
     return ProposerContext(repo=root, root=root, rel="", baseline=git(root, "rev-parse", "HEAD"),
-                           spec=load_spec(root), state_dir=root / ".readfirst", **kw)  # type: ignore[arg-type]
+                           spec=spec, state_dir=root / ".readfirst", **kw)  # type: ignore[arg-type]
 
 
 def calls(log: Path) -> list[dict]:
@@ -87,7 +104,7 @@ def save_research(root: Path, titles: list[str], failed: tuple[int, ...] = ()) -
 @pytest.mark.parametrize("kind", ["claude-code", "codex", "aider"])
 def test_cli_agent_edits_become_a_candidate(kind: str, target: Path, agents: Path,
                                             tmp_path: Path) -> None:
-    prop = CLIAgentProposer(AgentConfig(kind=kind, model="m-1"))
+    prop = CLIAgentProposer(_cfg(kind=kind, model="m-1"))
     cands = prop.propose(context(target))
     assert prop.skipped == [] and len(cands) == 1
     cand = cands[0]
@@ -117,19 +134,19 @@ def test_cli_agent_edits_become_a_candidate(kind: str, target: Path, agents: Pat
 
 
 def test_commands_quote_nothing_from_the_prompt() -> None:
-    cmd = agent_command(AgentConfig(kind="claude-code"))
+    cmd = agent_command(_cfg(kind="claude-code"))
     assert cmd.startswith('claude -p "$READFIRST_PROMPT" --output-format json')
     assert "--model" not in cmd
-    assert agent_command(AgentConfig(kind="codex", model="o3; rm -rf /")).endswith(
+    assert agent_command(_cfg(kind="codex", model="o3; rm -rf /")).endswith(
         "--model 'o3; rm -rf /' \"$READFIRST_PROMPT\"")
-    assert agent_command(AgentConfig(kind="command", command="./go.sh")) == "./go.sh"
+    assert agent_command(_cfg(kind="command", command="./go.sh")) == "./go.sh"
 
 
 def test_command_kind_reads_the_prompt_file(target: Path, agents: Path, tmp_path: Path) -> None:
     cmd = ("grep -q '^## Rules' \"$READFIRST_PROMPT_FILE\""
            " && test \"$PWD\" = \"$READFIRST_WORKTREE\""
            " && sed -i 's/WORK 6000000L/WORK 2000000L/' src/params.h")
-    prop = CLIAgentProposer(AgentConfig(kind="command", command=cmd))
+    prop = CLIAgentProposer(_cfg(kind="command", command=cmd))
     (cand,) = prop.propose(context(target, run_id="r7"))
     assert cand.id.startswith("agent:command:")
     assert "WORK 2000000L" in (applied(target, tmp_path, cand) / "src/params.h").read_text()
@@ -139,7 +156,7 @@ def test_command_kind_reads_the_prompt_file(target: Path, agents: Path, tmp_path
 def test_agent_editing_a_protected_file_is_refused(target: Path, agents: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_AGENT_MODE", "protected")
-    prop = CLIAgentProposer(AgentConfig(kind="claude-code"))
+    prop = CLIAgentProposer(_cfg(kind="claude-code"))
     assert prop.propose(context(target)) == []
     ((cid, title, reason),) = prop.skipped
     assert cid == "agent:claude-code:generic" and title == "Make time_ms better"
@@ -147,7 +164,7 @@ def test_agent_editing_a_protected_file_is_refused(target: Path, agents: Path,
 
 
 def test_out_of_scope_change_is_refused(target: Path, agents: Path) -> None:
-    prop = CLIAgentProposer(AgentConfig(kind="command", command="echo x >> Makefile"))
+    prop = CLIAgentProposer(_cfg(kind="command", command="echo x >> Makefile"))
     assert prop.propose(context(target)) == []
     assert prop.skipped[0][2] == "refused: changes files outside scope: Makefile"
 
@@ -155,7 +172,7 @@ def test_out_of_scope_change_is_refused(target: Path, agents: Path) -> None:
 def test_agent_that_changes_nothing_is_skipped(target: Path, agents: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_AGENT_MODE", "nothing")
-    prop = CLIAgentProposer(AgentConfig(kind="codex"))
+    prop = CLIAgentProposer(_cfg(kind="codex"))
     assert prop.propose(context(target)) == []
     assert prop.skipped[0][2] == "the agent changed nothing"
 
@@ -163,7 +180,7 @@ def test_agent_that_changes_nothing_is_skipped(target: Path, agents: Path,
 def test_failing_agent_is_skipped_with_its_output(target: Path, agents: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_AGENT_MODE", "fail")
-    prop = CLIAgentProposer(AgentConfig(kind="aider"))
+    prop = CLIAgentProposer(_cfg(kind="aider"))
     assert prop.propose(context(target)) == []
     reason = prop.skipped[0][2]
     assert reason.startswith("agent exited with code 3 and changed nothing:")
@@ -175,7 +192,7 @@ def test_hanging_agent_is_killed(target: Path, agents: Path, tmp_path: Path,
     pidfile = tmp_path / "agent.pid"
     monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
     monkeypatch.setenv("FAKE_AGENT_PIDFILE", str(pidfile))
-    prop = CLIAgentProposer(AgentConfig(kind="claude-code", timeout=2))
+    prop = CLIAgentProposer(_cfg(kind="claude-code", timeout=2))
     assert prop.propose(context(target)) == []
     assert prop.skipped[0][2] == "agent timed out after 2s"
     pid = int(pidfile.read_text())
@@ -198,14 +215,14 @@ def _alive(pid: int) -> bool:
 def test_commits_by_the_agent_are_still_taken(target: Path, agents: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_AGENT_MODE", "commit")
-    (cand,) = CLIAgentProposer(AgentConfig(kind="codex")).propose(context(target))
+    (cand,) = CLIAgentProposer(_cfg(kind="codex")).propose(context(target))
     assert "WORK 3000000L" in (applied(target, tmp_path, cand) / "src/params.h").read_text()
 
 
 def test_budget(target: Path, agents: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     save_research(target, ["A", "B", "C"])
     monkeypatch.setenv("FAKE_COST", "0.15")
-    prop = CLIAgentProposer(AgentConfig(kind="claude-code", max_cost_usd=0.25))
+    prop = CLIAgentProposer(_cfg(kind="claude-code", max_cost_usd=0.25))
     cands = prop.propose(context(target))  # two runs reach the cap; the third never starts
     assert [c.title for c in cands] == ["A", "B"]
     assert prop.spent_usd == pytest.approx(0.30) and len(calls(agents)) == 2
@@ -221,7 +238,7 @@ def test_research_hypotheses_and_history_in_the_prompt(target: Path, agents: Pat
     history = [{"title": f"old {i}", "verdict": "no_change", "reason": f"r{i}"}
                for i in range(40)]
     history.append({"title": "Prefetch", "verdict": "regressed", "reason": ""})
-    prop = CLIAgentProposer(AgentConfig(kind="claude-code", max_hypotheses=1))
+    prop = CLIAgentProposer(_cfg(kind="claude-code", max_hypotheses=1))
     ctx = context(target, history=history)
     (cand,) = prop.propose(ctx)
     assert cand.title == "Tile the loop" and cand.provenance == ("agent:claude-code", "ref:0")
@@ -242,7 +259,7 @@ def test_research_hypotheses_and_history_in_the_prompt(target: Path, agents: Pat
 
 def test_repair_reruns_the_agent_on_the_candidate(target: Path, agents: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    prop = CLIAgentProposer(AgentConfig(kind="claude-code"))
+    prop = CLIAgentProposer(_cfg(kind="claude-code"))
     ctx = context(target)
     (cand,) = prop.propose(ctx)
     monkeypatch.setenv("FAKE_AGENT_MODE", "fix")
@@ -259,7 +276,9 @@ def test_repair_reruns_the_agent_on_the_candidate(target: Path, agents: Path, tm
     assert prop.review(ctx, fixed) == (True, "no review for CLI agents")
 
 
-def test_target_in_a_subdirectory(tmp_path: Path, agents: Path) -> None:
+def test_target_in_a_subdirectory(tmp_path: Path, agents: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAKE_AGENT_LOG")  # sandboxed (when bwrap works): its log is out of reach
     repo = make_target(tmp_path / "mono")
     root = repo / "bench"
     root.mkdir()
@@ -269,7 +288,7 @@ def test_target_in_a_subdirectory(tmp_path: Path, agents: Path) -> None:
     ctx = ProposerContext(repo=repo, root=root, rel="bench",
                           baseline=git(repo, "rev-parse", "HEAD"), spec=load_spec(root),
                           state_dir=root / ".readfirst")
-    (cand,) = CLIAgentProposer(AgentConfig(kind="codex")).propose(ctx)
+    (cand,) = CLIAgentProposer(_cfg(kind="codex")).propose(ctx)
     assert "bench/src/params.h" in cand.diff
     assert git(repo, "status", "--porcelain") == ""
 
@@ -277,5 +296,50 @@ def test_target_in_a_subdirectory(tmp_path: Path, agents: Path) -> None:
 def test_agent_droppings_are_not_part_of_the_change(target: Path, agents: Path) -> None:
     cmd = ("echo chat > .aider.chat.history.md && mkdir -p .aider.tags.cache.v4"
            " && echo x > .aider.tags.cache.v4/t && echo '#define X 1' >> src/params.h")
-    (cand,) = CLIAgentProposer(AgentConfig(kind="command", command=cmd)).propose(context(target))
+    (cand,) = CLIAgentProposer(_cfg(kind="command", command=cmd)).propose(context(target))
     assert ".aider" not in cand.diff and "#define X 1" in cand.diff
+
+
+@pytest.mark.skipif(probe() is not None, reason=f"no usable sandbox: {probe()}")
+def test_a_hostile_agent_is_held(target: Path, agents: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """It writes past its worktree and looks for the other provider's key; it keeps its own."""
+    other = "sk-other-" + uuid.uuid4().hex
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-own-" + uuid.uuid4().hex)  # codex's own key
+    monkeypatch.setenv("ANTHROPIC_API_KEY", other)
+    monkeypatch.setenv("FAKE_AGENT_MODE", "escape")
+    monkeypatch.setenv("FAKE_OWN_KEY", "OPENAI_API_KEY")
+    monkeypatch.setenv("FAKE_OTHER_KEY_NAME", "ANTHROPIC_API_KEY")
+    monkeypatch.setenv("FAKE_OTHER_KEY_SHA256", hashlib.sha256(other.encode()).hexdigest())
+    monkeypatch.delenv("FAKE_AGENT_LOG")
+    save_research(target, ["Halve the work"])
+    journal = (target / ".readfirst" / "journal.db").read_bytes()
+    config = (target / ".git" / "config").read_bytes()
+    refs = git(target, "for-each-ref")
+    env = [*FAKE_ENV, "FAKE_OWN_KEY", "FAKE_OTHER_KEY_NAME", "FAKE_OTHER_KEY_SHA256"]
+    (cand,) = CLIAgentProposer(_cfg(kind="codex", env=env)).propose(context(target, True))
+    assert "WORK 3000000L" in cand.diff  # it did its job
+    out = (target / ".readfirst" / "agent" / "adhoc" / "1.out").read_text()
+    seen = json.loads(out.splitlines()[0])
+    assert seen["own_key"] == "present" and seen["other_key_env"] == "absent"
+    assert seen["prompt_readable"] == "True"
+    # held: nothing outside its worktree changes, no process it can see shows the key
+    assert seen == {**seen, "checkout": "held", "git_config": "held", "ref": "held",
+                    "other_key_proc": "absent"}
+    # and the real files are as they were (the fixture checks the user's checkout)
+    assert (target / ".readfirst" / "journal.db").read_bytes() == journal
+    assert (target / ".git" / "config").read_bytes() == config
+    assert git(target, "for-each-ref") == refs
+    assert other not in out
+
+
+def test_without_the_sandbox_the_agent_still_gets_only_its_own_key(
+        target: Path, agents: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-own-" + uuid.uuid4().hex)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-other-" + uuid.uuid4().hex)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-" + uuid.uuid4().hex)
+    cmd = ('test -n "$OPENAI_API_KEY" && test -z "$ANTHROPIC_API_KEY$GITHUB_TOKEN"'
+           " && sed -i 's/WORK 6000000L/WORK 2000000L/' src/params.h")
+    cfg = _cfg(kind="command", command=cmd, api_key_env="OPENAI_API_KEY")
+    (cand,) = CLIAgentProposer(cfg).propose(context(target, sandbox=False))
+    assert "WORK 2000000L" in cand.diff

@@ -71,6 +71,7 @@ class Policy:
     hidden: tuple[Path, ...]  # covered with an empty tmpfs (e.g. the target's .readfirst/)
     network: bool = False
     extra_hidden: tuple[str, ...] = field(default=HIDDEN_SYSTEM)
+    exposed: tuple[Path, ...] = ()  # read-only even inside a hidden place (e.g. a prompt file)
 
     def bwrap_args(self, cwd: Path) -> list[str]:
         args = [bwrap_exe(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
@@ -85,6 +86,8 @@ class Policy:
             args += ["--ro-bind", str(ro), str(ro)]
         for hide in self.hidden:
             args += ["--tmpfs", str(hide)]
+        for ro in self.exposed:
+            args += ["--ro-bind", str(ro), str(ro)]
         args += ["--bind", str(self.writable), str(self.writable)]
         args += ["--unshare-all", *([] if not self.network else ["--share-net"]),
                  "--die-with-parent", "--new-session", "--cap-drop", "ALL",

@@ -24,6 +24,9 @@ class AgentConfig(BaseModel):
     model: str = ""  # required for API kinds; optional for CLIs (passed as --model when set)
     base_url: str | None = None  # any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp)
     api_key_env: str | None = None  # default OPENAI_API_KEY / ANTHROPIC_API_KEY
+    # CLI kinds: more environment variables passed to the agent (its own API key variable and
+    # the proxy variables always are; nothing else that looks like a secret)
+    env: list[str] = Field(default_factory=list)
     command: str | None = None  # kind = "command": a shell command run in the worktree
     max_cost_usd: float = Field(20.0, ge=0)
     # USD per million tokens, for endpoints whose prices readfirst does not know

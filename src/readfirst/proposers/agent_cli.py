@@ -2,14 +2,19 @@
 an isolated worktree, one research hypothesis per run; what it changed becomes a candidate.
 
 The agent runs in the `agent` worktree slot (reset to the baseline before each run, locked while
-it runs) in its own process group, with a timeout. The prompt travels in the environment
-(`READFIRST_PROMPT`, `READFIRST_PROMPT_FILE`), never interpolated into a shell string. The
-change is read back from git (`add -A`, then the index against the baseline, so commits made by
-the agent count too) and checked against the protected files and the scope before it is offered.
+it runs) in its own process group, with a timeout, and (unless --no-sandbox) inside bwrap: the
+network allowed (it must reach its API), its worktree the only writable place, the user's
+checkout and the shared `.git` read-only, `.readfirst/` hidden but for its prompt file, and an
+allow-listed environment holding its own API key variable but no other secret. The prompt
+travels in the environment (`READFIRST_PROMPT`, `READFIRST_PROMPT_FILE`), never interpolated
+into a shell string. The change is read back from git (`add -A`, then the index against the
+baseline, so commits made by an unsandboxed agent count too) and checked against the protected
+files and the scope before it is offered.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -26,6 +31,7 @@ from readfirst.errors import ConfigError
 from readfirst.guards import check_changes
 from readfirst.process import StepResult, run_step
 from readfirst.proposers import BudgetExceeded, ProposerContext
+from readfirst.sandbox import Policy, policy_for, probe, step_env
 from readfirst.workspace import Workspace
 
 CLI_KINDS = ("claude-code", "codex", "aider", "command")
@@ -36,6 +42,11 @@ DIFF_CHARS = 8_000  # excerpt of a failed candidate's diff in a repair prompt
 SUMMARY_CHARS = 1_500  # the agent's own summary, appended to the rationale
 TAIL_LINES = 15  # of the agent's output, when it failed without changing anything
 ERROR_TAIL_LINES = 60  # of the failed build/checks output, in a repair prompt
+# The API key variables each CLI reads (CLAUDE_CODE_OAUTH_TOKEN: a Claude subscription's login)
+AGENT_KEYS = {"claude-code": ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
+              "codex": ("OPENAI_API_KEY", "CODEX_API_KEY")}
+PROXY_ENV = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+             "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS")
 # Files agents leave behind that are never part of a change (aider's chat history and caches).
 DROPPINGS = (":(exclude).aider*",)
 
@@ -261,9 +272,12 @@ class CLIAgentProposer:
                     return _Outcome(reason=f"the candidate does not apply: {error}")
                 before = _staged_diff(wt, ctx.baseline)[0]
             cwd = wt / ctx.rel if ctx.rel else wt
-            env = {"READFIRST_PROMPT": prompt, "READFIRST_PROMPT_FILE": str(prompt_file.resolve()),
-                   "READFIRST_WORKTREE": str(cwd.resolve())}
-            step = run_step(agent_command(cfg), cwd, logs / str(n), cfg.timeout, env=env)
+            env = agent_env(cfg, {"READFIRST_PROMPT": prompt,
+                                  "READFIRST_PROMPT_FILE": str(prompt_file.resolve()),
+                                  "READFIRST_WORKTREE": str(cwd.resolve())})
+            step = run_step(agent_command(cfg), cwd, logs / str(n), cfg.timeout,
+                            sandbox=agent_sandbox(ctx, wt, prompt_file, agent_command(cfg)),
+                            clean_env=env)
             report = _claude_report(step.stdout()) if cfg.kind == "claude-code" else {}
             cost = report.get("total_cost_usd")
             if isinstance(cost, int | float):
@@ -281,6 +295,31 @@ class CLIAgentProposer:
         if refusal:
             return _Outcome(reason=f"refused: {refusal.reason()}")
         return _Outcome(diff=diff, summary=summary)
+
+
+def agent_key_names(cfg: AgentConfig) -> list[str]:
+    """The API key variable(s) the agent's CLI reads: `[agent] api_key_env`, else its own."""
+    if cfg.api_key_env:
+        return [cfg.api_key_env]
+    if cfg.kind == "aider":  # its provider follows the model's name
+        claude = "claude" in cfg.model or cfg.model.startswith("anthropic/")
+        return ["ANTHROPIC_API_KEY" if claude else "OPENAI_API_KEY"]
+    return list(AGENT_KEYS.get(cfg.kind, ()))
+
+
+def agent_env(cfg: AgentConfig, extra: dict[str, str]) -> dict[str, str]:
+    """What the agent gets: the steps' allow-list, its own key, proxies, `[agent] env`."""
+    return step_env(extra, passthrough=[*agent_key_names(cfg), *PROXY_ENV, *cfg.env])
+
+
+def agent_sandbox(ctx: ProposerContext, wt: Path, prompt_file: Path, command: str
+                  ) -> Policy | None:
+    """The agent's sandbox (None with --no-sandbox): network on, only its worktree writable,
+    `.readfirst/` hidden but for its prompt file (read-only)."""
+    if not ctx.spec.target.sandbox or probe() is not None:
+        return None
+    policy = policy_for(wt, ctx.repo, ctx.state_dir, network=True, commands=[command])
+    return dataclasses.replace(policy, exposed=(prompt_file.resolve(),))
 
 
 def _no_change_reason(step: StepResult, report: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 as FAKE_AGENT_MODE says, in the current directory. Every call is logged (JSON line) to
 FAKE_AGENT_LOG."""
 
+import hashlib
 import json
 import os
 import re
@@ -34,19 +35,59 @@ def edit(path: str, old: str, new: str) -> None:
     p.write_text(re.sub(old, new, p.read_text()))
 
 
+def _try_append(path: Path) -> str:
+    try:
+        with open(path, "ab") as f:
+            f.write(b"escaped\n")
+    except OSError:
+        return "held"
+    return "written"
+
+
+def escape(prompt_file: str, prompt: str) -> dict[str, str]:
+    """What a hostile agent tries: write the user's checkout, readfirst's journal and the shared
+    .git; move a ref; find the other provider's key in its environment or any process's."""
+    repo = Path(os.environ["READFIRST_WORKTREE"]).parents[2]  # <repo>/.readfirst/worktrees/agent
+    found = {"checkout": _try_append(repo / "src" / "params.h"),
+             "journal": _try_append(repo / ".readfirst" / "journal.db"),
+             "git_config": _try_append(repo / ".git" / "config"),
+             "prompt_readable": str(Path(prompt_file).read_text() == prompt)}
+    ref = subprocess.run(["git", "update-ref", "refs/heads/escaped", "HEAD"],
+                         capture_output=True)
+    found["ref"] = "held" if ref.returncode else "written"
+    own, other = os.environ.get("FAKE_OWN_KEY", ""), os.environ.get("FAKE_OTHER_KEY_NAME", "")
+    found["own_key"] = "present" if own and os.environ.get(own) else "absent"
+    found["other_key_env"] = "present" if other in os.environ else "absent"
+    digest = os.environ.get("FAKE_OTHER_KEY_SHA256", "")  # the key itself is not given to us
+    seen = "absent"
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            keys = re.findall(rb"sk-other-[0-9a-f]{32}", environ.read_bytes())
+        except OSError:
+            continue
+        if any(hashlib.sha256(k).hexdigest() == digest for k in keys):
+            seen = "present"
+    found["other_key_proc"] = seen
+    return found
+
+
 def main() -> int:
     name, argv = sys.argv[1], sys.argv[2:]
     prompt = prompt_from_argv(name, argv)
     prompt_file = os.environ.get("READFIRST_PROMPT_FILE", "")
     mode = os.environ.get("FAKE_AGENT_MODE", "halve")
-    with open(os.environ["FAKE_AGENT_LOG"], "a") as log:
-        log.write(json.dumps({
-            "agent": name, "argv": argv, "cwd": os.getcwd(), "mode": mode,
-            "prompt_file_matches": bool(prompt_file) and Path(prompt_file).read_text() == prompt,
-            "worktree": os.environ.get("READFIRST_WORKTREE"), "pid": os.getpid(),
-        }) + "\n")
+    if os.environ.get("FAKE_AGENT_LOG"):  # not given to a sandboxed stand-in (out of its reach)
+        with open(os.environ["FAKE_AGENT_LOG"], "a") as log:
+            log.write(json.dumps({
+                "agent": name, "argv": argv, "cwd": os.getcwd(), "mode": mode,
+                "prompt_file_matches": bool(prompt_file) and Path(prompt_file).read_text()
+                == prompt, "worktree": os.environ.get("READFIRST_WORKTREE"), "pid": os.getpid(),
+            }) + "\n")
     summary = "Halved WORK in src/params.h."
-    if mode == "hang":
+    if mode == "escape":  # hostile: reach past the worktree, then do the job
+        print(json.dumps(escape(prompt_file, prompt)))
+        edit("src/params.h", r"WORK 6000000L", "WORK 3000000L")
+    elif mode == "hang":
         Path(os.environ["FAKE_AGENT_PIDFILE"]).write_text(str(os.getpid()))
         time.sleep(120)
     elif mode == "halve":
