@@ -39,13 +39,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import wilcoxon
 
-from readfirst.constants import (
+from readfirst.core.constants import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_ROUNDS,
     DEFAULT_NOISE_THRESHOLD,
     DEFAULT_ROUNDS,
 )
-from readfirst.stats import sequential_compare
+from readfirst.measure.stats import sequential_compare
 
 FIXED_RUNS = 5
 FIXED_MAX_REL_STDDEV = 0.02

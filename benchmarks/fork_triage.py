@@ -28,13 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from readfirst import gitcli
-from readfirst.compare import Target
-from readfirst.config import load_spec
-from readfirst.loop import LoopOptions, run_loop
+from readfirst.core.config import load_spec
+from readfirst.core.target import Target
+from readfirst.loop.loop import LoopOptions, run_loop
 from readfirst.proposers import ProposerContext
 from readfirst.proposers.forks import ForksProposer
 from readfirst.research.orchestrate import research_target
+from readfirst.vcs import gitcli
 
 TOML = """\
 [target]

@@ -16,8 +16,8 @@ import argparse
 import re
 from pathlib import Path
 
-from readfirst.constants import DEFAULT_NOISE_THRESHOLD, JUDGE_ALPHA
-from readfirst.judge_cmd import judge_results
+from readfirst.core.constants import DEFAULT_NOISE_THRESHOLD, JUDGE_ALPHA
+from readfirst.frontends.judge_cmd import judge_results
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "benchstat"
 # benchstat normalises units: ns/op is shown as sec/op and MB/s as B/s

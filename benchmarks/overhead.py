@@ -22,13 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from readfirst import gitcli
-from readfirst.compare import Target
-from readfirst.config import load_spec
-from readfirst.demo import make_demo
-from readfirst.loop import LoopOptions, run_loop
-from readfirst.process import run_step
-from readfirst.workspace import Workspace
+from readfirst.core.config import load_spec
+from readfirst.core.target import Target
+from readfirst.frontends.demo import make_demo
+from readfirst.loop.loop import LoopOptions, run_loop
+from readfirst.measure.process import run_step
+from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import Workspace
 
 STAGES = ("apply", "build", "checks", "warmup", "bench")
 

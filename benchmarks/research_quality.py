@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from readfirst.compare import Target
-from readfirst.config import Spec, load_spec
+from readfirst.core.config import Spec, load_spec
+from readfirst.core.target import Target
 from readfirst.research import ResearchContext
 from readfirst.research import treesit as T
 from readfirst.research.ranking import in_scope
@@ -111,7 +111,7 @@ def main() -> None:
     rows = []
     try:
         if not args.no_demo:
-            from readfirst.demo import make_demo
+            from readfirst.frontends.demo import make_demo
 
             demo, _fork = make_demo(tmp / "demo")
             rows.append(measure("demo (bundled, profiled)", demo, ["src/**"],

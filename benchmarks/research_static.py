@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from readfirst.config import Spec
+from readfirst.core.config import Spec
 from readfirst.research import ResearchContext, multipass
 from readfirst.research import treesit as T
 from readfirst.research.multipass import MultiPassSource

@@ -17,13 +17,14 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from readfirst import gitcli
-from readfirst.compare import Target, compare
-from readfirst.config import Spec, load_spec
-from readfirst.demo import make_demo
-from readfirst.process import run_step
-from readfirst.sandbox import policy_for, probe, step_env
-from readfirst.workspace import Workspace
+from readfirst.core.config import Spec, load_spec
+from readfirst.core.target import Target
+from readfirst.frontends.demo import make_demo
+from readfirst.measure.compare import compare
+from readfirst.measure.process import run_step
+from readfirst.measure.sandbox import policy_for, probe, step_env
+from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import Workspace
 
 
 def step_cost(target: Path, spec: Spec, runs: int) -> None:

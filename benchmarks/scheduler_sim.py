@@ -1,4 +1,5 @@
-"""Scheduler simulation: the real loop (`readfirst.loop.Loop`) driven through a simulated executor.
+"""Scheduler simulation: the real loop (`readfirst.loop.loop.Loop`) driven through a simulated
+executor.
 
 `SimExecutor` is an `Executor` whose jobs finish on a virtual clock after simulated build and
 benchmark times with set verdicts: `wait_any` jumps the clock to the next completion, so a
@@ -34,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from readfirst import gitcli
-from readfirst.candidate import Candidate
-from readfirst.compare import Target
-from readfirst.config import MetricSection, Spec, TargetSection
-from readfirst.executors import Handle, Job, JobResult
-from readfirst.judge import side_dict
-from readfirst.loop import Loop, LoopOptions
+from readfirst.core.candidate import Candidate
+from readfirst.core.config import MetricSection, Spec, TargetSection
+from readfirst.core.target import Target
+from readfirst.loop.executors import Handle, Job, JobResult
+from readfirst.loop.loop import Loop, LoopOptions
+from readfirst.measure.judge import side_dict
+from readfirst.vcs import gitcli
 
 # (verdict, probability): what a worker reports for an exploration
 OUTCOMES = (("no_change", 0.50), ("regressed", 0.25), ("inconclusive", 0.07),

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import TOML, commit, git, make_target, params, write
 
-from readfirst.compare import Target, compare
-from readfirst.config import load_spec
+from readfirst.core.config import load_spec
+from readfirst.core.target import Target
+from readfirst.measure.compare import compare
 
 MAKEFILE = textwrap.dedent(
     """\
@@ -76,7 +77,7 @@ def test_fresh_candidate_starts_from_the_base_build(reuse_target) -> None:
     # are moved by `reset --hard`, which rewrites (and so rebuilds) only what changed
     log.write_text("")
     later = git(target, "rev-parse", "later")
-    from readfirst.candidate import Candidate, apply_candidate
+    from readfirst.core.candidate import Candidate, apply_candidate
 
     cand_slot = slots / "w0-cand"
     diff = git(target, "diff", "--full-index", "HEAD", later) + "\n"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import BASE_WORK, commit, make_target, params, run_cli, write
 
-from readfirst.config import load_spec
-from readfirst.errors import ConfigError
-from readfirst.guards import check_changes, matches
+from readfirst.core.config import load_spec
+from readfirst.core.errors import ConfigError
+from readfirst.measure.guards import check_changes, matches
 
 
 def test_toml_defaults_and_always_protected(target: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 from conftest import TOML, make_target, run_cli, write
 from test_loop import loop_target  # noqa: F401  (a fixture)
 
-from readfirst.config import load_spec
-from readfirst.errors import ConfigError
+from readfirst.core.config import load_spec
+from readfirst.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(("table", "message"), [

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import git, run_cli
 
-from readfirst.demo import commit_all, make_demo
+from readfirst.frontends.demo import commit_all, make_demo
 
 # The metric each demo change gets, set by this test (noise 0.2 %); the benchmark sleeps in
 # proportion so that readfirst's own wall-clock timing agrees with the metric, as it would

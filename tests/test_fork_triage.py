@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from conftest import PROGRAM, TOML, commit, git, make_target, params, run_cli, write
 
-from readfirst.candidate import apply_candidate
-from readfirst.config import load_spec
-from readfirst.journal import Journal
+from readfirst.core.candidate import apply_candidate
+from readfirst.core.config import load_spec
 from readfirst.proposers import ProposerContext
 from readfirst.proposers.forks import ForksProposer
 from readfirst.research import Hypothesis, Site
 from readfirst.research.brief import ResearchStore
 from readfirst.research.run import ResearchResult
+from readfirst.store.journal import Journal
 
 KERNEL = "\n".join(
     [f"void helper_{i}(float *x, int n) {{ for (int j = 0; j < n; j++) x[j] += {i}; }}"

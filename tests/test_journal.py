@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import BASE_WORK, commit, params, write
 
-from readfirst.journal import Journal
+from readfirst.store.journal import Journal
 
 
 def _start_compare(target: Path) -> subprocess.Popen[str]:

@@ -197,9 +197,9 @@ def test_judge_and_metrics_read_a_format_with_one_parser(tmp_path: Path, fmt: st
                                                          message: str) -> None:
     """`readfirst judge` reads samples with the metric format's own reader: the same file is
     refused with the same words by both."""
-    from readfirst.errors import ConfigError
-    from readfirst.metrics import MetricParseError, parse_metrics
-    from readfirst.samples import read_side
+    from readfirst.core.errors import ConfigError
+    from readfirst.measure.metrics import MetricParseError, parse_metrics
+    from readfirst.measure.samples import read_side
 
     bad = tmp_path / "bad.json"
     bad.write_text(text)

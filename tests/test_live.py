@@ -15,8 +15,8 @@ import pytest
 from conftest import TOML, git, make_target, run_cli, write
 from rich.console import Console
 
-from readfirst.live import lines, read_states
-from readfirst.progress import interim_estimate
+from readfirst.frontends.live import lines, read_states
+from readfirst.store.progress import interim_estimate
 
 # The candidate's program counts its runs in its own build directory and, on its 4th run
 # (warm-up, round 0, round 1, then round 2), waits until the test creates build/.go there:

@@ -12,9 +12,9 @@ import respx
 import test_llm_proposer  # noqa: F401 - registers the httpcore2 respx mocker the SDKs need
 from conftest import TOML, make_target
 
-from readfirst.compare import Target
-from readfirst.config import load_spec
-from readfirst.loop import LoopOptions, run_loop
+from readfirst.core.config import load_spec
+from readfirst.core.target import Target
+from readfirst.loop.loop import LoopOptions, run_loop
 
 DATA = Path(__file__).parent / "data" / "llm"
 CANARY = "sk-canary-7f3a9c1e5b"

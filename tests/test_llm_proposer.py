@@ -17,19 +17,19 @@ from conftest import MAKEFILE, PROGRAM, TOML, commit, git, params, write
 from respx.mocks import AbstractRequestMocker, Mocker
 from respx.patterns import parse_url
 
-from readfirst.agents.edits import EditError, apply_edits, extract_diff, parse_blocks
-from readfirst.agents.ledger import Ledger
-from readfirst.agents.llm import PRICES, extract_json, price_of, visible_text
-from readfirst.candidate import apply_candidate
-from readfirst.config import Spec
-from readfirst.errors import ConfigError
-from readfirst.journal import Journal
+from readfirst.core.candidate import apply_candidate
+from readfirst.core.config import Spec
+from readfirst.core.errors import ConfigError
 from readfirst.proposers import BudgetExceeded, ProposerContext
+from readfirst.proposers.agents.edits import EditError, apply_edits, extract_diff, parse_blocks
+from readfirst.proposers.agents.llm import PRICES, extract_json, price_of, visible_text
 from readfirst.proposers.llm import LLMProposer
 from readfirst.research import Hypothesis, Reference, Site
 from readfirst.research.brief import ResearchStore
 from readfirst.research.run import ResearchResult
-from readfirst.workspace import Workspace
+from readfirst.store.journal import Journal
+from readfirst.store.ledger import Ledger
+from readfirst.vcs.workspace import Workspace
 
 DATA = Path(__file__).parent / "data" / "llm"
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from conftest import BASE_WORK, TOML, git, make_target, params, write
 
-from readfirst.candidate import Candidate
-from readfirst.config import load_spec
-from readfirst.executors import Job
-from readfirst.executors.local import LocalExecutor
-from readfirst.workspace import Workspace
+from readfirst.core.candidate import Candidate
+from readfirst.core.config import load_spec
+from readfirst.loop.executors import Job
+from readfirst.loop.executors.local import LocalExecutor
+from readfirst.vcs.workspace import Workspace
 
 
 def _alive(pid: int) -> bool:

@@ -19,7 +19,7 @@ pytest.importorskip("mcp")
 from mcp.client.session import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
-from readfirst.mcp_server import TOOL_NAMES  # noqa: E402
+from readfirst.frontends.mcp_server import TOOL_NAMES  # noqa: E402
 
 Body = Callable[["Client"], Awaitable[None]]
 
@@ -52,7 +52,7 @@ def drive(target: Path, body: Body, args: list[str] | None = None) -> None:
     """Start the server for `target`, initialise a session and run `body` against it."""
     params_ = StdioServerParameters(
         command=sys.executable,
-        args=args or ["-m", "readfirst.mcp_server", "-C", str(target)],
+        args=args or ["-m", "readfirst.frontends.mcp_server", "-C", str(target)],
         env=GIT_ENV,
     )
 
@@ -190,9 +190,9 @@ def test_research_tools_offline(target: Path) -> None:
 
 
 def test_status_and_report_include_the_latest_loop_run(target: Path) -> None:
-    from readfirst.candidate import Candidate
-    from readfirst.journal import Journal
-    from readfirst.loop_journal import LoopLog
+    from readfirst.core.candidate import Candidate
+    from readfirst.store.journal import Journal
+    from readfirst.store.loop_journal import LoopLog
 
     head = git(target, "rev-parse", "HEAD")
     (target / ".readfirst").mkdir()
@@ -243,9 +243,9 @@ def test_click_command_serves_and_bad_directory_is_a_one_line_error(target: Path
         names = {t.name for t in (await c.session.list_tools()).tools}
         assert names >= set(TOOL_NAMES)
 
-    code = "from readfirst.agent_cli_commands import mcp; mcp()"
+    code = "from readfirst.frontends.agent_cli_commands import mcp; mcp()"
     drive(target, body, ["-c", code, "-C", str(target)])
-    proc = subprocess.run([sys.executable, "-m", "readfirst.mcp_server", "-C",
+    proc = subprocess.run([sys.executable, "-m", "readfirst.frontends.mcp_server", "-C",
                            str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("readfirst: error:")

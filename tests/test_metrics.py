@@ -1,4 +1,4 @@
-"""Tests of readfirst.metrics: the benchmark-output parsers and their registry."""
+"""Tests of readfirst.measure.metrics: the benchmark-output parsers and their registry."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import readfirst.metrics as metrics_pkg
-from readfirst.metrics import (
+import readfirst.measure.metrics as metrics_pkg
+from readfirst.measure.metrics import (
     FORMATS,
     MetricParseError,
     available_formats,
     parse_metrics,
 )
-from readfirst.metrics.llama_bench import base_name as llama_base_name
+from readfirst.measure.metrics.llama_bench import base_name as llama_base_name
 
 DATA = Path(__file__).parent / "data" / "metrics"
 JSON_FORMATS = tuple(f for f in FORMATS if f.endswith("-json"))
@@ -73,8 +73,8 @@ def _fake_entry_points(*points: EntryPoint) -> Any:
 
 def test_plugin_formats_are_listed_and_used(monkeypatch: pytest.MonkeyPatch) -> None:
     group = "readfirst.metric_formats"
-    plugin = EntryPoint("zz-lines", "readfirst.metrics.metric_lines:parse", group)
-    shadow = EntryPoint("hyperfine-json", "readfirst.metrics.metric_lines:parse", group)
+    plugin = EntryPoint("zz-lines", "readfirst.measure.metrics.metric_lines:parse", group)
+    shadow = EntryPoint("hyperfine-json", "readfirst.measure.metrics.metric_lines:parse", group)
     monkeypatch.setattr(metrics_pkg, "entry_points", _fake_entry_points(plugin, shadow))
     assert available_formats() == (*FORMATS, "zz-lines")
     assert parse_metrics("zz-lines", "METRIC a=1\n") == {"a": 1.0}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from readfirst.agent_cli_commands import playbook
-from readfirst.errors import ConfigError
-from readfirst.playbook import AGENT_FILES, BEGIN, END, TOOL_LINES, merge, write_playbook
+from readfirst.core.errors import ConfigError
+from readfirst.frontends.agent_cli_commands import playbook
+from readfirst.frontends.playbook import AGENT_FILES, BEGIN, END, TOOL_LINES, merge, write_playbook
 
 
 def run(*args: str) -> str:

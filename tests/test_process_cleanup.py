@@ -21,14 +21,14 @@ import pytest
 from conftest import TOML, git, make_target, write
 from test_security import hostile
 
-from readfirst.candidate import Candidate
-from readfirst.config import load_spec
-from readfirst.executors import Job
-from readfirst.executors.local import LocalExecutor
-from readfirst.process import run_step
-from readfirst.proctree import kill_tree
-from readfirst.sandbox import policy_for, probe
-from readfirst.workspace import Workspace
+from readfirst.core.candidate import Candidate
+from readfirst.core.config import load_spec
+from readfirst.loop.executors import Job
+from readfirst.loop.executors.local import LocalExecutor
+from readfirst.measure.process import run_step
+from readfirst.measure.proctree import kill_tree
+from readfirst.measure.sandbox import policy_for, probe
+from readfirst.vcs.workspace import Workspace
 
 MODES = [pytest.param(True, id="sandboxed", marks=pytest.mark.skipif(
     probe() is not None, reason=f"no usable sandbox: {probe()}")),

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import PROGRAM, TOML, commit, git, make_target, params, write
 
-from readfirst.candidate import ApplyError, Candidate, apply_candidate
-from readfirst.config import load_spec
-from readfirst.errors import ConfigError
+from readfirst.core.candidate import ApplyError, Candidate, apply_candidate
+from readfirst.core.config import load_spec
+from readfirst.core.errors import ConfigError
 from readfirst.proposers import ProposerContext, get_proposer
 from readfirst.proposers.forks import REF_PREFIX, ForksProposer, PathMapper, scope_patterns
 from readfirst.proposers.patches import PatchesProposer
@@ -198,7 +198,7 @@ def test_path_mapping_longest_suffix_unique_and_in_scope(tmp_path: Path) -> None
 
 
 def load_spec_stub():
-    from readfirst.config import Spec
+    from readfirst.core.config import Spec
 
     return Spec.model_validate({"target": {"bench": "true", "scope": ["src/**"]}})
 

@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 from conftest import BASE_WORK, commit, git, make_target, params, write
 
-from readfirst.candidate import Candidate
-from readfirst.config import load_spec
-from readfirst.executors import Handle, Job, JobResult
-from readfirst.sandbox import probe
-from readfirst.workspace import Workspace
+from readfirst.core.candidate import Candidate
+from readfirst.core.config import load_spec
+from readfirst.loop.executors import Handle, Job, JobResult
+from readfirst.measure.sandbox import probe
+from readfirst.vcs.workspace import Workspace
 
 ray = pytest.importorskip("ray")
-from readfirst.executors.ray_exec import (  # noqa: E402
+from readfirst.loop.executors.ray_exec import (  # noqa: E402
     RayExecutor,
     _import_blobs,
     _preimages,
     materialise,
 )
 
-LOOP_PY = Path(__file__).parents[1] / "src" / "readfirst" / "loop.py"
+LOOP_PY = Path(__file__).parents[1] / "src" / "readfirst" / "loop" / "loop.py"
 
 
 def _patch(target: Path, rel: str, text: str) -> str:
@@ -144,7 +144,7 @@ def test_cancel_kills_the_benchmark_on_the_node(cluster: dict[str, object]) -> N
 
 
 def test_a_cluster_without_the_resource_is_a_config_error(cluster: dict[str, object]) -> None:
-    from readfirst.errors import ConfigError
+    from readfirst.core.errors import ConfigError
 
     target, tmp = cluster["target"], cluster["tmp"]
     assert isinstance(target, Path) and isinstance(tmp, Path)
@@ -195,9 +195,9 @@ def test_preimage_blobs_travel_with_the_candidate(tmp_path: Path) -> None:
 @pytest.mark.skipif("make_executor" not in LOOP_PY.read_text(),
                     reason="the loop does not honour [executor] yet")
 def test_demo_on_ray_reaches_the_local_verdicts(cluster: dict[str, object]) -> None:
-    from readfirst.compare import Target
-    from readfirst.demo import make_demo
-    from readfirst.loop import LoopOptions, run_loop
+    from readfirst.core.target import Target
+    from readfirst.frontends.demo import make_demo
+    from readfirst.loop.loop import LoopOptions, run_loop
 
     tmp = cluster["tmp"]
     assert isinstance(tmp, Path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import make_target, run_cli
 
-from readfirst.config import Spec
+from readfirst.core.config import Spec
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.research.run import _run_guarded, rank_hypotheses
 
@@ -62,7 +62,7 @@ def test_unknown_source_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_research_offline_writes_brief_json_and_journal(tmp_path: Path) -> None:
-    from readfirst.demo import make_demo
+    from readfirst.frontends.demo import make_demo
 
     target, _fork = make_demo(tmp_path / "demo")
     code, r, proc = run_cli("research", "--offline", "--no-profile", "--json", cwd=target)

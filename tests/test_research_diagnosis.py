@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import commit, git, write
 
-from readfirst.config import Spec
+from readfirst.core.config import Spec
 from readfirst.research import ResearchContext
 from readfirst.research.diagnosis import (
     MEMORY_BOUND,

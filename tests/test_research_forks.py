@@ -16,7 +16,7 @@ import pytest
 import respx
 from conftest import TOML, commit, git, make_target, write
 
-from readfirst.config import Spec, load_spec
+from readfirst.core.config import Spec, load_spec
 from readfirst.proposers import ProposerContext
 from readfirst.proposers.forks import REF_PREFIX, ForksProposer
 from readfirst.research import Finding, ResearchContext, Site

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import TOML, commit, git, make_target, write
 
-from readfirst.config import load_spec
-from readfirst.mcp_server import Toolbox
+from readfirst.core.config import load_spec
+from readfirst.frontends.mcp_server import Toolbox
 from readfirst.research import ResearchContext
 from readfirst.research.forks_github import ForkDiscoverySource
 from readfirst.research.history import HistorySource, commit_patches

@@ -15,7 +15,7 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from readfirst.config import Spec
+from readfirst.core.config import Spec
 from readfirst.research import Reference, ResearchContext
 from readfirst.research import papers as papers_mod
 from readfirst.research.papers import (

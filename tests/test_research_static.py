@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from readfirst.config import Spec
+from readfirst.core.config import Spec
 from readfirst.research import ResearchContext
 from readfirst.research import treesit as T
 from readfirst.research.multipass import MultiPassSource, scan_file, scan_source
 from readfirst.research.siblings import SiblingBackendsSource, families, pick_target
 from tests.conftest import commit, git, write
 
-DEMO = Path(__file__).resolve().parents[1] / "src" / "readfirst" / "data" / "demo" / "target"
+DEMO = (Path(__file__).resolve().parents[1] / "src" / "readfirst" / "frontends" / "data" / "demo"
+        / "target")
 
 
 def d(s: str) -> str:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from readfirst.compare import Target
-from readfirst.config import Spec
-from readfirst.errors import ConfigError
-from readfirst.journal import Journal
+from readfirst.core.config import Spec
+from readfirst.core.errors import ConfigError
+from readfirst.core.target import Target
 from readfirst.research import ResearchContext
 from readfirst.research.brief import ResearchStore
 from readfirst.research.orchestrate import (
@@ -23,7 +22,8 @@ from readfirst.research.orchestrate import (
 from readfirst.research.profile import from_stacks, perf_stacks, static_inclusive
 from readfirst.research.run import hot_functions, rank_hypotheses, run_research
 from readfirst.research.siblings import SiblingBackendsSource
-from readfirst.workspace import Workspace
+from readfirst.store.journal import Journal
+from readfirst.vcs.workspace import Workspace
 from tests.conftest import commit, git, write
 
 

@@ -16,10 +16,10 @@ import click
 import pytest
 from conftest import BASE_WORK, TOML, commit, git, make_target, params, run_cli, write
 
-from readfirst.candidate import ApplyError, Candidate, apply_candidate
-from readfirst.cli import WORKFLOW_ORDER, cli
-from readfirst.config import load_spec
-from readfirst.metrics import parse_metrics
+from readfirst.core.candidate import ApplyError, Candidate, apply_candidate
+from readfirst.core.config import load_spec
+from readfirst.frontends.cli import WORKFLOW_ORDER, cli
+from readfirst.measure.metrics import parse_metrics
 
 # --- init finds the benchmark a project has -----------------------------------------------
 
@@ -213,8 +213,8 @@ def test_clean_keeps_branches_unless_asked_and_refuses_during_a_run(target: Path
     assert git(target, "rev-parse", "readfirst/20260101-000000-abcd") == head
     # a run in progress (this test's own, live pid) blocks any clean-up
     run_cli("status", cwd=target)  # creates nothing; the journal comes from the loop tables
-    from readfirst.journal import Journal
-    from readfirst.loop_journal import LoopLog
+    from readfirst.store.journal import Journal
+    from readfirst.store.loop_journal import LoopLog
 
     journal = Journal(target / ".readfirst/journal.db")
     LoopLog(journal).create("20260101-000001-beef", target, "readfirst/x", head, {})

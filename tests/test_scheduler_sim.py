@@ -1,4 +1,4 @@
-"""The real loop (`readfirst.loop.Loop`) driven through the simulated executor of
+"""The real loop (`readfirst.loop.loop.Loop`) driven through the simulated executor of
 benchmarks/scheduler_sim.py: every experiment journaled once and settled, confirmations on
 another worker, winners landed one at a time on the baseline they were measured on, the
 barrier's rhythm with `--waves` and none without it. Utilisation is read off the simulated
@@ -16,8 +16,8 @@ from types import ModuleType
 import pytest
 from conftest import git
 
-from readfirst.executors import Job
-from readfirst.loop_journal import FINAL_STATUSES
+from readfirst.loop.executors import Job
+from readfirst.store.loop_journal import FINAL_STATUSES
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scheduler_sim.py"
 

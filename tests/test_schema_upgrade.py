@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import BASE_WORK, git, make_target, params, run_cli, write
 
-from readfirst import schema
-from readfirst.journal import Journal
+from readfirst.store import schema
+from readfirst.store.journal import Journal
 
 # The previous readfirst's journal.py SCHEMA (worker_noise came later, on first use).
 PREVIOUS_SCHEMA = """

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import BASE_WORK, PROGRAM, commit, git, params, run_cli, write
 
-from readfirst.sandbox import probe
+from readfirst.measure.sandbox import probe
 
 needs_bwrap = pytest.mark.skipif(probe() is not None, reason=f"no usable sandbox: {probe()}")
 CANARY = "sk-canary-" + uuid.uuid4().hex

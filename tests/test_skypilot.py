@@ -17,19 +17,19 @@ import pytest
 import yaml
 from conftest import BASE_WORK, git, make_target, params, write
 
-from readfirst import gitcli
-from readfirst.candidate import Candidate
-from readfirst.config import load_spec
-from readfirst.errors import ConfigError
-from readfirst.executors import Job, JobResult
-from readfirst.executors.sky_exec import (
+from readfirst.core.candidate import Candidate
+from readfirst.core.config import load_spec
+from readfirst.core.errors import ConfigError
+from readfirst.loop.executors import Job, JobResult
+from readfirst.loop.executors.sky_exec import (
     MANIFEST,
     SkyPilotExecutor,
     hourly_price,
     parse_output,
     sky_clouds_enabled,
 )
-from readfirst.workspace import Workspace
+from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import Workspace
 
 sky = pytest.importorskip("sky")
 
@@ -103,7 +103,7 @@ def test_task_loads_in_skypilot_with_envs_and_resources(target: Path, tmp_path: 
     (res_,) = task.resources
     assert (str(res_.cloud), res_.region, res_.cpus, res_.memory) == (cloud, region, "8", "16+")
     assert Path(task.workdir) == tmp_path / "jobs" / "7" / "workdir"
-    assert "setup_deps.sh" in task.setup and "readfirst.worker" in task.run
+    assert "setup_deps.sh" in task.setup and "readfirst.loop.worker" in task.run
 
 
 def test_task_defaults_and_arch_hints(target: Path, tmp_path: Path) -> None:
@@ -366,7 +366,7 @@ def test_hourly_price_from_a_local_catalog_only(tmp_path: Path) -> None:
         "n2-standard-4,,,4,16,,0.2,0.06,us-central1,us-central1-a\n"
         "n2-standard-4,,,4,16,,0.25,0.07,europe-west1,europe-west1-b\n"
         "t2a-standard-4,,,4,16,,0.15,0.05,us-central1,us-central1-a\n")
-    code = ("from readfirst.executors.sky_exec import hourly_price as h; "
+    code = ("from readfirst.loop.executors.sky_exec import hourly_price as h; "
             "print([h({'infra': 'gcp'}), h({'infra': 'gcp/europe-west1'}), "
             "h({'infra': 'gcp', 'arch': 'arm64'}), h({'infra': 'aws'}), h({'infra': 'k8s'})])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,4 +1,5 @@
-"""Tests of readfirst.stats and spending: unit behaviour, error rate under no effect, power."""
+"""Tests of readfirst.measure.stats and spending: unit behaviour, error rate under no effect,
+power."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from readfirst.constants import (
+from readfirst.core.constants import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_ROUNDS,
     DEFAULT_NOISE_THRESHOLD,
     DEFAULT_ROUNDS,
 )
-from readfirst.spending import boundaries, nominal_alpha
-from readfirst.stats import (
+from readfirst.measure.spending import boundaries, nominal_alpha
+from readfirst.measure.stats import (
     RatioTest,
     SequentialResult,
     decide,

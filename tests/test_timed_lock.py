@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import BASE_WORK, TOML, git, make_target, params, run_cli, write
 
-from readfirst import constants as C
-from readfirst.measure import StepFailed
-from readfirst.process import run_step
-from readfirst.sandbox import policy_for, probe
-from readfirst.timedlock import LockTimeout, lock_path, timed_run, timed_runs
+from readfirst.core import constants as C
+from readfirst.measure.process import run_step
+from readfirst.measure.runner import StepFailed
+from readfirst.measure.sandbox import policy_for, probe
+from readfirst.measure.timedlock import LockTimeout, lock_path, timed_run, timed_runs
 
 BENCH = """#!/bin/sh
 start=$(date +%s.%N)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from readfirst.judge import Evidence, judge_measurement
-from readfirst.stats import sequential_compare
+from readfirst.measure.judge import Evidence, judge_measurement
+from readfirst.measure.stats import sequential_compare
 
 ROUNDS = 12
 
@@ -64,8 +64,8 @@ def test_the_share_is_the_users_to_set() -> None:
 
 
 def test_the_wall_share_is_checked_in_the_config(tmp_path) -> None:
-    from readfirst.config import load_spec
-    from readfirst.errors import ConfigError
+    from readfirst.core.config import load_spec
+    from readfirst.core.errors import ConfigError
 
     (tmp_path / "readfirst.toml").write_text(
         '[target]\nbuild = "true"\nbench = "true"\n\n[metric]\nwall_share = 1.5\n')

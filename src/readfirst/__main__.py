@@ -1,4 +1,4 @@
-from readfirst.cli import main
+from readfirst.frontends.cli import main
 
 if __name__ == "__main__":
     main()

@@ -8,10 +8,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-from readfirst.candidate import Candidate
-from readfirst.config import Spec
-from readfirst.errors import BudgetExceeded as BudgetExceeded  # re-exported
-from readfirst.errors import ConfigError
+from readfirst.core.candidate import Candidate
+from readfirst.core.config import Spec
+from readfirst.core.errors import BudgetExceeded as BudgetExceeded  # re-exported
+from readfirst.core.errors import ConfigError
 
 ENTRY_POINT_GROUP = "readfirst.proposers"
 

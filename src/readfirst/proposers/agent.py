@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from readfirst.candidate import Candidate
+from readfirst.core.candidate import Candidate
 from readfirst.proposers import ProposerContext
 
 
@@ -18,7 +18,7 @@ class AgentProposer:
 
     def _delegate(self, ctx: ProposerContext):  # type: ignore[no-untyped-def]
         if self._inner is None:
-            from readfirst.agents.config import API_KINDS, load_agent
+            from readfirst.proposers.agents.config import API_KINDS, load_agent
 
             cfg = load_agent(ctx.spec)
             if cfg.kind in API_KINDS:

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from readfirst import gitcli
-from readfirst.agents.config import AgentConfig, load_agent
-from readfirst.candidate import Candidate
-from readfirst.constants import JOURNAL_FILE
-from readfirst.errors import ConfigError
-from readfirst.guards import check_changes
-from readfirst.process import StepResult, run_step
+from readfirst.core.candidate import Candidate
+from readfirst.core.constants import JOURNAL_FILE
+from readfirst.core.errors import ConfigError
+from readfirst.measure.guards import check_changes
+from readfirst.measure.process import StepResult, run_step
+from readfirst.measure.sandbox import Policy, policy_for, probe, step_env
 from readfirst.proposers import BudgetExceeded, ProposerContext
-from readfirst.sandbox import Policy, policy_for, probe, step_env
-from readfirst.workspace import Workspace
+from readfirst.proposers.agents.config import AgentConfig, load_agent
+from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import Workspace
 
 CLI_KINDS = ("claude-code", "codex", "aider", "command")
 SLOT = "agent"
@@ -361,8 +361,8 @@ def _latest_hypotheses(state_dir: Path) -> list[dict[str, Any]]:
     path = state_dir / JOURNAL_FILE
     if not path.is_file():
         return []
-    from readfirst.journal import Journal
     from readfirst.research.brief import ResearchStore
+    from readfirst.store.journal import Journal
 
     journal = Journal(path)
     try:

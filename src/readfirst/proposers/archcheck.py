@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from readfirst import constants as C
+from readfirst.core import constants as C
 
 SOURCE_EXTS = {".c", ".cc", ".cpp", ".cxx", ".c++", ".m", ".mm", ".s", ".S", ".cu", ".hip",
                ".cl", ".metal", ".comp", ".glsl", ".wgsl"}

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from readfirst import gitcli
-from readfirst.candidate import Candidate
-from readfirst.guards import matches
+from readfirst.core.candidate import Candidate
+from readfirst.measure.guards import matches
 from readfirst.proposers.archcheck import BuildInfo, read_build
 from readfirst.proposers.rank import (
     Rank,
@@ -33,6 +32,7 @@ from readfirst.proposers.triage import (
     list_fork_commits,
     sort_commit,
 )
+from readfirst.vcs import gitcli
 
 if TYPE_CHECKING:
     from readfirst.proposers import ProposerContext

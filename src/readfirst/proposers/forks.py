@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from readfirst import constants as C
-from readfirst import gitcli
-from readfirst.candidate import Candidate
-from readfirst.errors import ConfigError
-from readfirst.guards import matches
+from readfirst.core import constants as C
+from readfirst.core.candidate import Candidate
+from readfirst.core.errors import ConfigError
+from readfirst.measure.guards import matches
 from readfirst.proposers import ProposerContext, RecordsSkips, triage
+from readfirst.vcs import gitcli
 
 REF_PREFIX = "refs/readfirst/competitors/"
 DEFAULT_MAX_COMMITS = C.DEFAULT_MAX_FORK_COMMITS

@@ -19,11 +19,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from readfirst import gitcli
-from readfirst.agents.config import AgentConfig, load_agent
-from readfirst.agents.edits import EditError, TargetFiles, apply_edits
-from readfirst.agents.ledger import Ledger, Transcripts
-from readfirst.agents.llm import (
+from readfirst.core.candidate import Candidate
+from readfirst.core.constants import JOURNAL_FILE
+from readfirst.measure.guards import check_changes
+from readfirst.proposers import ProposerContext
+from readfirst.proposers.agents.config import AgentConfig, load_agent
+from readfirst.proposers.agents.edits import EditError, TargetFiles, apply_edits
+from readfirst.proposers.agents.llm import (
     SYSTEM,
     Completion,
     HypothesesOut,
@@ -40,14 +42,12 @@ from readfirst.agents.llm import (
     review_prompt,
     scrub,
 )
-from readfirst.candidate import Candidate
-from readfirst.constants import JOURNAL_FILE
-from readfirst.guards import check_changes
-from readfirst.journal import Journal
-from readfirst.proposers import ProposerContext
 from readfirst.research.brief import ResearchStore
 from readfirst.research.diagnosis import hotspot_names
-from readfirst.workspace import Workspace
+from readfirst.store.journal import Journal
+from readfirst.store.ledger import Ledger, Transcripts
+from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import Workspace
 
 CONTRIBUTING = ("CONTRIBUTING.md", "CONTRIBUTING", ".github/CONTRIBUTING.md",
                 "docs/CONTRIBUTING.md")

@@ -10,8 +10,8 @@ import re
 from email.header import decode_header, make_header
 from pathlib import Path
 
-from readfirst.candidate import Candidate
-from readfirst.errors import ConfigError
+from readfirst.core.candidate import Candidate
+from readfirst.core.errors import ConfigError
 from readfirst.proposers import ProposerContext, RecordsSkips
 
 SUFFIXES = (".patch", ".diff")

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from readfirst import constants as C
-from readfirst import gitcli
+from readfirst.core import constants as C
 from readfirst.proposers.archcheck import C_FAMILY, BuildInfo, live_lines
 from readfirst.research.history import cue_score, function_name, perf_cues
+from readfirst.vcs import gitcli
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 _DEF_LINE = re.compile(r"^[A-Za-z_][\w\s\*&:<>,]*?\b([A-Za-z_]\w*)\s*\([^;]*$")
@@ -40,8 +40,8 @@ def read_signals(state_dir: Path, rel: str) -> Signals:
     db = state_dir / "journal.db"
     if not db.is_file():
         return Signals()
-    from readfirst.journal import Journal
     from readfirst.research.brief import ResearchStore
+    from readfirst.store.journal import Journal
 
     journal = Journal(db)
     try:

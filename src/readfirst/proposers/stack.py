@@ -12,8 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from readfirst import constants as C
-from readfirst import gitcli
+from readfirst.core import constants as C
+from readfirst.vcs import gitcli
 
 
 @dataclass

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from readfirst import constants as C
-from readfirst import gitcli
-from readfirst.guards import matches
+from readfirst.core import constants as C
+from readfirst.measure.guards import matches
+from readfirst.vcs import gitcli
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 SUBMODULE_MODE = "160000"

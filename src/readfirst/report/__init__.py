@@ -14,8 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from readfirst.fsutil import atomic_write
-from readfirst.render import format_result_change
+from readfirst.core.fsutil import atomic_write
+from readfirst.frontends.render import format_result_change
 from readfirst.report.status import (
     PENDING,
     better,

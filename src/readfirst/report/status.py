@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from readfirst.render import (
+from readfirst.frontends.render import (
     VERDICT_STYLE,
     format_level,
     format_result_change,

@@ -13,9 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from readfirst.errors import ConfigError
-from readfirst.loop_journal import LoopLog
-from readfirst.progress import live_states, state_line
+from readfirst.core.errors import ConfigError
 from readfirst.report.charts import (
     forest_plot,
     funnel_chart,
@@ -23,6 +21,8 @@ from readfirst.report.charts import (
     result_of,
     samples_chart,
 )
+from readfirst.store.loop_journal import LoopLog
+from readfirst.store.progress import live_states, state_line
 
 
 def connect_read_only(journal: Path) -> sqlite3.Connection:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from readfirst.config import Spec
+from readfirst.core.config import Spec
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from readfirst.fsutil import atomic_write
-from readfirst.journal import Journal
+from readfirst.core.fsutil import atomic_write
 from readfirst.research import Hypothesis, Site
 from readfirst.research.run import ResearchResult
+from readfirst.store.journal import Journal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS research_runs (

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from readfirst.fsutil import atomic_write
+from readfirst.core.fsutil import atomic_write
 
 DAY = 86_400.0
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from readfirst.errors import ConfigError
-from readfirst.guards import matches
+from readfirst.core.errors import ConfigError
+from readfirst.measure.guards import matches
 from readfirst.research import treesit as T
 
 MIN_SHARED = 3  # file stems two directories must share to be learned as siblings

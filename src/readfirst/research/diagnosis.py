@@ -24,14 +24,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from readfirst import gitcli
-from readfirst.errors import ConfigError
-from readfirst.metrics import MetricParseError, parse_metrics
-from readfirst.process import RunningStep, StepResult, run_step, signal_group
+from readfirst.core.errors import ConfigError
+from readfirst.measure.metrics import MetricParseError, parse_metrics
+from readfirst.measure.process import RunningStep, StepResult, run_step, signal_group
+from readfirst.measure.timedlock import LockTimeout, timed_run
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.research import profile as P
-from readfirst.timedlock import LockTimeout, timed_run
-from readfirst.workspace import Workspace
+from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import Workspace
 
 SLOT = "research"
 TOOL_NAMES = ("perf", "py-spy", "cc")

@@ -18,8 +18,7 @@ from typing import Any
 
 import httpx
 
-from readfirst import gitcli
-from readfirst.errors import ConfigError
+from readfirst.core.errors import ConfigError
 from readfirst.proposers.forks import (
     DEFAULT_MAX_COMMITS,
     DISCOVERED_FILE,
@@ -44,6 +43,7 @@ from readfirst.research.history import (
     skip_notes,
     to_root,
 )
+from readfirst.vcs import gitcli
 
 API = "https://api.github.com"
 _GITHUB = re.compile(r"^(?:(?:https?|git|ssh)://(?:[^@/]+@)?(?:www\.)?github\.com(?::\d+)?/"

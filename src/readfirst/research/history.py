@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from readfirst import gitcli
-from readfirst.errors import ConfigError
-from readfirst.guards import matches
+from readfirst.core.errors import ConfigError
+from readfirst.measure.guards import matches
 from readfirst.proposers.forks import repo_scope
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
+from readfirst.vcs import gitcli
 
 _I = re.IGNORECASE
 MESSAGE_CUES = [re.compile(p, _I) for p in (

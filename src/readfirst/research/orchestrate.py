@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from readfirst import constants as C
-from readfirst import gitcli
-from readfirst.compare import Target
-from readfirst.config import Spec
-from readfirst.journal import Journal
+from readfirst.core import constants as C
+from readfirst.core.config import Spec
+from readfirst.core.target import Target
 from readfirst.research import Hypothesis, Reference, ResearchContext, conventions
 from readfirst.research.brief import (
     ResearchStore,
@@ -20,7 +18,9 @@ from readfirst.research.brief import (
     write_brief,
 )
 from readfirst.research.run import ResearchResult, hot_functions, run_research
-from readfirst.workspace import Workspace
+from readfirst.store.journal import Journal
+from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import Workspace
 
 DEMOTION = C.DEMOTION  # a failed hypothesis keeps half its score: still listed, not on top
 NOT_FAILED = ("inconclusive", "no_change")  # verdicts that say "undecided", not "worse"

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from readfirst import gitcli
 from readfirst.research.ranking import functions_of, plain
+from readfirst.vcs import gitcli
 
 MAX_DEPTH = 6  # caller levels followed in the static call graph
 MAX_NAMES = 200  # sampled functions passed up (by self share)

@@ -18,8 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from readfirst import constants as C
-from readfirst.guards import matches
+from readfirst.core import constants as C
+from readfirst.measure.guards import matches
 from readfirst.research import Finding, Hypothesis, Reference, Site
 from readfirst.research import treesit as T
 

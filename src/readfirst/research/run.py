@@ -16,8 +16,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from readfirst import constants as C
-from readfirst.errors import ConfigError
+from readfirst.core import constants as C
+from readfirst.core.errors import ConfigError
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Source
 from readfirst.research.queries import query_keywords
 from readfirst.research.ranking import (

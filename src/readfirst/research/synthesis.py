@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from readfirst.errors import ConfigError
+from readfirst.core.errors import ConfigError
 from readfirst.research import Hypothesis, Reference, ResearchContext, Site
 from readfirst.research.ranking import in_scope
 
@@ -91,8 +91,8 @@ def _site(text: str) -> Site | None:
 def synthesize(ctx: ResearchContext, diagnosis: dict[str, Any] | None, hyps: list[Hypothesis],
                refs: list[Reference]) -> tuple[list[Hypothesis], list[str]]:
     """(cited hypotheses from the model, notes)."""
-    from readfirst.agents.config import API_KINDS, load_agent
-    from readfirst.agents.llm import LLMError, extract_json, make_client
+    from readfirst.proposers.agents.config import API_KINDS, load_agent
+    from readfirst.proposers.agents.llm import LLMError, extract_json, make_client
 
     if not ctx.spec.agent or ctx.spec.agent.get("kind") not in API_KINDS:
         return [], []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rank_bm25 import BM25Okapi
 
-from readfirst.config import Spec
+from readfirst.core.config import Spec
 from readfirst.research import Hypothesis, Reference, ResearchContext
 
 STOPWORDS = frozenset([

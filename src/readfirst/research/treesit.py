@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import tree_sitter as ts
 
-from readfirst.gitcli import git
+from readfirst.vcs.gitcli import git
 
 MAX_BYTES = 2 * 1024 * 1024  # larger files are generated or vendored: skipped
 EXTENSIONS: dict[str, str] = {

@@ -1,0 +1,1 @@
+"""The objects every stage shares: target, candidate, results, config, errors, constants."""

@@ -1,0 +1,1 @@
+"""What users drive: the CLI, the MCP server, the playbook, the demo, the dashboard."""

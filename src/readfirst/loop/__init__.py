@@ -1,0 +1,1 @@
+"""The experiment loop: scheduling, workers, executors, landing, finalize."""

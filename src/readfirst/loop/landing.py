@@ -1,0 +1,186 @@
+"""Landing winners: the queue of winners and their confirmations (`LandingQueue`), and the
+commit a confirmed winner becomes: the candidate's tree on the baseline, with the evidence
+(metric change, CI, p, rounds, where it was confirmed, provenance) in its message."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from readfirst.core.candidate import COMMIT_IDENTITY, Candidate, apply_candidate
+from readfirst.core.config import Spec
+from readfirst.core.target import Target
+from readfirst.frontends.render import format_result_change
+from readfirst.loop.executors import JobResult
+from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import Workspace
+
+
+def evidence_line(result: dict, worker: str) -> str:  # type: ignore[type-arg]
+    """`time_ms: 10.2 -> 9.1 ms (-10.80%, 95.0% CI [...], p=..., 9 rounds, confirmed on w1)`."""
+    m = result.get("metric", {})
+    unit = f" {m['unit']}" if m.get("unit") else ""
+    change = format_result_change(result, decimals=2)
+    return (f"{m.get('name')}: {result['base']['median']:.4g} -> "
+            f"{result['cand']['median']:.4g}{unit} ({change}, p={result['p_value']:.2g}, "
+            f"{result['rounds']} rounds, confirmed on {worker})")
+
+
+def commit_message(cand: Candidate, res: JobResult, run_id: str, seq: int) -> str:
+    lines = [cand.title, "", evidence_line(res.result or {}, res.worker)]
+    if cand.provenance:
+        lines.append("Provenance: " + ", ".join(cand.provenance))
+    if cand.rationale:
+        lines += ["", cand.rationale.strip()]
+    lines += ["", f"readfirst run {run_id}, experiment #{seq}"]
+    return "\n".join(lines)
+
+
+def land_commit(target: Target, cand: Candidate, res: JobResult, baseline: str,
+                run_id: str, seq: int) -> str:
+    """The commit (not yet on any branch) that lands `cand` on `baseline`."""
+    tree = candidate_tree(target, cand, res, baseline)
+    return gitcli.git(target.repo, "commit-tree", tree, "-p", baseline, "-m",
+                      commit_message(cand, res, run_id, seq), env=COMMIT_IDENTITY)
+
+
+def candidate_tree(target: Target, cand: Candidate, res: JobResult, baseline: str) -> str:
+    """The tree of the candidate on the baseline. A remote worker's commit lives on its
+    machine only, so then the diff is applied again here, in a worktree of our own."""
+    parent = res.cand_commit and gitcli.git(
+        target.repo, "rev-parse", "--verify", "--quiet", f"{res.cand_commit}^", check=False)
+    # made here, on this baseline's tree (or a commit on the landing queue's tip with it)
+    if parent and gitcli.tree_of(target.repo, parent) == gitcli.tree_of(target.repo, baseline):
+        return gitcli.tree_of(target.repo, res.cand_commit or "")
+    ws = Workspace(target.root)
+    with ws.lock_slot("land"):
+        commit = apply_candidate(ws.checkout("land", baseline), baseline, cand)
+    return gitcli.tree_of(target.repo, commit)
+
+
+@dataclass
+class Tried:
+    """A candidate and what one experiment on it came back with."""
+
+    cand: Candidate
+    exp_id: int
+    result: JobResult
+
+
+@dataclass
+class Pending:
+    """A confirmation in the landing queue, measured on the tip of the queue at its start:
+    the baseline with every winner ahead of it applied. It lands only if they all did."""
+
+    winner: Tried
+    exp_id: int
+    check: Tried | None = None  # its result, once back
+
+
+class LandingQueue:
+    """Winners waiting for their confirmation (best first), and the confirmations started,
+    in the order they may land. Each confirmation is measured on the queue's tip, so winners
+    confirmed at once must stack; when one is not kept, those measured on top of it are
+    stale and measured again."""
+
+    def __init__(self, repo: Path, baseline: str, spec: Spec) -> None:
+        self.repo, self.spec = repo, spec
+        self.tip = baseline  # what the next confirmation is measured on
+        self.winners: list[Tried] = []
+        self.pending: list[Pending] = []
+        self.stale: dict[int, Tried] = {}  # confirmation exp_id -> its winner
+        self.deferred: list[Tried] = []  # do not apply on the tip: tried once it is empty
+        self._next_tip: str | None = None
+
+    def add(self, winner: Tried, *, first: bool = False) -> None:
+        self.winners.insert(0, winner) if first else self.winners.append(winner)
+        if not first:
+            self.winners.sort(key=lambda t: gain(t, self.spec), reverse=True)
+
+    def busy(self) -> bool:
+        return bool(self.winners or self.pending)
+
+    def files(self) -> set[str]:
+        """The files the winners here touch."""
+        out: set[str] = set()
+        for t in (*self.winners, *self.deferred, *(p.winner for p in self.pending)):
+            out |= files_of(t.cand)
+        return out
+
+    def take(self, worker: str, single: bool) -> Tried | None:
+        """The best winner not found on `worker` (any, with a single worker) that applies
+        on the tip, off the list; `started` then puts it in the queue."""
+        for winner in list(self.winners):
+            if found_on(winner) == worker and not single:
+                continue
+            self.winners.remove(winner)
+            try:
+                self._next_tip = gitcli.commit_diff(self.repo, self.tip, winner.cand.diff,
+                                                    winner.cand.title)
+            except gitcli.GitError:
+                self._next_tip = None
+                if self.pending:
+                    self.deferred.append(winner)
+                    continue
+            return winner
+        return None
+
+    def started(self, winner: Tried, exp_id: int) -> None:
+        self.pending.append(Pending(winner, exp_id))
+        self.tip = self._next_tip or self.tip
+
+    def back(self, check: Tried) -> Tried | None:
+        """Note a confirmation's result; its winner if it was stale (measured on top of a
+        winner that was not kept)."""
+        if check.exp_id in self.stale:
+            return self.stale.pop(check.exp_id)
+        next(p for p in self.pending if p.exp_id == check.exp_id).check = check
+        return None
+
+    def ready(self) -> Pending | None:
+        """The head of the queue, once its result is back."""
+        if self.pending and self.pending[0].check is not None:
+            return self.pending.pop(0)
+        return None
+
+    def cut(self) -> list[Pending]:
+        """The head was not kept: those measured on top of it are stale. The ones back
+        already are returned; the others are noted for when they come back."""
+        back = [p for p in self.pending if p.check is not None]
+        self.stale.update((p.exp_id, p.winner) for p in self.pending if p.check is None)
+        self.pending = []
+        return back
+
+    def settle(self, baseline: str) -> None:
+        """Nothing in the queue: the tip is the baseline, deferred winners are back."""
+        if not self.pending:
+            self.tip = baseline
+            self.winners = sorted(self.winners + self.deferred, reverse=True,
+                                  key=lambda t: gain(t, self.spec))
+            self.deferred = []
+
+
+def files_of(cand: Candidate) -> frozenset[str]:
+    """The paths a candidate's diff touches."""
+    return _diff_files(cand.diff)
+
+
+@functools.lru_cache(maxsize=65536)
+def _diff_files(diff: str) -> frozenset[str]:
+    return frozenset(m.group(1) for m in _DIFF_PATH.finditer(diff))
+
+
+_DIFF_PATH = re.compile(r"^(?:---|\+\+\+) [ab]/(.+?)\s*$", re.MULTILINE)
+
+
+def found_on(t: Tried) -> str:
+    """Where a winner was found (remote executors name their slot in `executor`)."""
+    return ((t.result.result or {}).get("executor") or {}).get("slot") or t.result.worker
+
+
+def gain(t: Tried, spec: Spec) -> float:
+    """How much better than the baseline, in the metric's direction (for ordering winners)."""
+    ratio = (t.result.result or {}).get("ratio") or 1.0
+    return ratio - 1 if spec.metric.direction == "higher" else 1 - ratio

@@ -1,0 +1,1 @@
+"""Measuring one comparison: runner, compare, statistics, judge, guards, sandbox, metric formats."""

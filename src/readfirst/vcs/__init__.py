@@ -1,0 +1,1 @@
+"""Git through the git CLI (gitcli), worktrees and the state directory (workspace)."""
