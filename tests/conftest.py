@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -149,10 +152,10 @@ def target(tmp_path: Path) -> Path:
     return make_target(tmp_path / "target")
 
 
-def run_cli(*args: str, cwd: Path, check_json: bool = True, timeout: float = 300,
+def run_cli(*args: str, cwd: Path, check_json: bool = True, timeout: float | None = None,
             env: dict[str, str] | None = None):
     """Run the real `readfirst` CLI in a subprocess; returns (exit code, parsed JSON or None,
-    the CompletedProcess)."""
+    the CompletedProcess). No time limit by default: a loaded machine is slow, not wrong."""
     proc = subprocess.run(
         [sys.executable, "-m", "readfirst", *args],
         cwd=cwd,
@@ -165,3 +168,60 @@ def run_cli(*args: str, cwd: Path, check_json: bool = True, timeout: float = 300
     if check_json and "--json" in args and proc.stdout.strip():
         data = json.loads(proc.stdout)
     return proc.returncode, data, proc
+
+
+# --- loop runs: candidates as diffs, a run in the background, its journal ------------------
+
+
+def diff_for(repo: Path, rel: str, text: str) -> str:
+    """The diff that would change `rel` to `text`, leaving the repository as it was."""
+    original = (repo / rel).read_text()
+    write(repo, rel, text)
+    diff = git(repo, "diff", "--", rel) + "\n"
+    write(repo, rel, original)
+    return diff
+
+
+def start_run(target: Path, patches: Path, workers: int, *extra: str) -> subprocess.Popen[str]:
+    """`readfirst run --proposer patches` in the background, for tests that interrupt it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
+         str(patches), "--workers", str(workers), "--json", *extra],
+        cwd=target, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def journal_rows(db_path: Path, sql: str) -> list[tuple]:
+    """The rows a query gives on a run's journal ([] while it does not exist yet)."""
+    try:
+        with sqlite3.connect(db_path) as db:
+            return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def wait_for(db_path: Path, sql: str, ready: Callable[[list[tuple]], object], what: str,
+             proc: subprocess.Popen[str] | None = None, poll: float = 0.05) -> list[tuple]:
+    """Poll the journal until `ready(rows)` holds; the rows then. No time limit: callers
+    wait for what cannot pass by (e.g. a candidate that runs until the test opens a gate);
+    if the run ends first, the test fails with its output."""
+    while True:
+        rows = journal_rows(db_path, sql)
+        if ready(rows):
+            return rows
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the run ended before {what}: {proc.communicate()}")
+        time.sleep(poll)
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Live processes (zombies excluded) whose working directory is inside `directory`."""
+    found = []
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = (proc_dir / "cwd").readlink()
+            state = (proc_dir / "status").read_text()
+        except OSError:
+            continue
+        if cwd.is_relative_to(directory.resolve()) and "State:\tZ" not in state:
+            found.append(int(proc_dir.name))
+    return found

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import MAKEFILE, TOML, commit, git, run_cli, write
+from conftest import MAKEFILE, TOML, commit, diff_for, git, run_cli, write
 
 # The knobs set how much work the program does, so the test sets the effects (2x each, far
 # beyond the noise) and readfirst's own wall clock agrees with the metric: SCALE and SPEED
@@ -42,14 +42,6 @@ MAKE = MAKEFILE.replace("src/prog.c src/params.h", "src/prog.c src/params.h src/
                         "src/bonus.h")
 
 
-def _diff(repo: Path, rel: str, text: str) -> str:
-    original = (repo / rel).read_text()
-    write(repo, rel, text)
-    diff = git(repo, "diff", "--", rel) + "\n"
-    write(repo, rel, original)
-    return diff
-
-
 @pytest.fixture
 def finished_run(tmp_path: Path) -> tuple[Path, dict]:
     repo = tmp_path / "target"
@@ -71,20 +63,20 @@ def finished_run(tmp_path: Path) -> tuple[Path, dict]:
     patches = tmp_path / "patches"
     patches.mkdir()
     (patches / "01-halve-scale.patch").write_text(
-        _diff(repo, "src/params.h", "#define SCALE 0.5\n"))
+        diff_for(repo, "src/params.h", "#define SCALE 0.5\n"))
     (patches / "02-double-speed.patch").write_text(
-        _diff(repo, "src/speed.h", "#define SPEED 2.0\n"))
-    (patches / "03-bonus.patch").write_text(_diff(repo, "src/bonus.h", "#define BONUS 0.5\n"))
+        diff_for(repo, "src/speed.h", "#define SPEED 2.0\n"))
+    (patches / "03-bonus.patch").write_text(diff_for(repo, "src/bonus.h", "#define BONUS 0.5\n"))
     write(repo, "src/params.h", "#define SCALE 0.5\n")  # 04 is written on top of 01
     git(repo, "add", "src/params.h")
     (patches / "04-quarter-scale.patch").write_text(
-        _diff(repo, "src/params.h", "#define SCALE 0.25\n"))
+        diff_for(repo, "src/params.h", "#define SCALE 0.25\n"))
     git(repo, "reset", "-q", "--", "src/params.h")
     write(repo, "src/params.h", "#define SCALE 1.0\n")
     # --waves: 03 and 04 must be measured after 01 landed (each helps only on top of it);
     # without the barrier they could start on the base while 01 is still being confirmed
     code, summary, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
-                                  "--workers", "2", "--waves", "--json", cwd=repo, timeout=None)
+                                  "--workers", "2", "--waves", "--json", cwd=repo)
     assert code == 0, proc.stderr
     kept = {e["title"] for e in summary["experiments"] if e["outcome"] == "kept"}
     assert kept == {"01-halve-scale", "02-double-speed", "03-bonus", "04-quarter-scale"}, \
@@ -129,7 +121,7 @@ def test_finalize_makes_independent_branches(finished_run: tuple[Path, dict],
     _stand_in_gh(bin_dir, log)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
     code, result, proc = run_cli("finalize", "--push", "origin", "--pr", "--json", cwd=repo,
-                                 env=env, timeout=None)
+                                 env=env)
     assert code == 0, proc.stderr
     groups = {frozenset(w["title"] for w in g["winners"]): g for g in result["groups"]}
     # 04 rewrites 01's line: grouped; 03 only helps on top of 01: grouped; 02 stands alone
@@ -167,7 +159,7 @@ def test_finalize_makes_independent_branches(finished_run: tuple[Path, dict],
     alone = groups[frozenset({"02-double-speed"})]["branch"]
     assert git(repo, "diff", "--name-only", base, alone).split() == ["src/speed.h"]
     # a second finalize does not overwrite the branches silently
-    code, _, proc = run_cli("finalize", cwd=repo, env=env, timeout=None)
+    code, _, proc = run_cli("finalize", cwd=repo, env=env)
     assert code == 2 and "exists" in proc.stderr
 
 
@@ -175,14 +167,14 @@ def test_finalize_needs_push_for_pr_and_a_finished_run_with_winners(tmp_path: Pa
     from conftest import make_target
 
     repo = make_target(tmp_path / "t")
-    code, _, proc = run_cli("finalize", "--pr", cwd=repo, timeout=None)
+    code, _, proc = run_cli("finalize", "--pr", cwd=repo)
     assert code == 2 and "--push" in proc.stderr
     no_gh = tmp_path / "empty-bin"
     no_gh.mkdir()
     os.symlink(shutil.which("git"), no_gh / "git")
     code, _, proc = run_cli("finalize", "--push", "origin", "--pr", cwd=repo,
-                            env={"PATH": str(no_gh)}, timeout=None)
+                            env={"PATH": str(no_gh)})
     assert code == 2 and "`gh`" in proc.stderr  # said before anything is measured
-    code, _, proc = run_cli("finalize", cwd=repo, timeout=None)
+    code, _, proc = run_cli("finalize", cwd=repo)
     assert code == 2 and "no journal yet" in proc.stderr
     json.dumps({})

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BASE_WORK, commit, params, write
+from conftest import BASE_WORK, commit, params, processes_under, write
 
 from readfirst.store.journal import Journal
 
@@ -65,18 +65,6 @@ def test_killed_compare_leaves_a_consistent_journal(target: Path, sig: int) -> N
     finally:
         journal.close()
     if sig != signal.SIGKILL:  # readfirst killed its children on the way out
-        assert _processes_under(target / ".readfirst/worktrees") == []
+        assert processes_under(target / ".readfirst/worktrees") == []
 
 
-def _processes_under(directory: Path) -> list[int]:
-    """Live processes whose working directory is inside `directory`."""
-    found = []
-    for proc_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            cwd = (proc_dir / "cwd").readlink()
-            state = (proc_dir / "status").read_text()
-        except OSError:
-            continue
-        if cwd.is_relative_to(directory.resolve()) and "State:\tZ" not in state:
-            found.append(int(proc_dir.name))
-    return found

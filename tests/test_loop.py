@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import BASE_WORK, TOML, commit, git, make_target, params, run_cli, write
+from conftest import (
+    BASE_WORK,
+    TOML,
+    commit,
+    diff_for,
+    git,
+    journal_rows,
+    make_target,
+    params,
+    processes_under,
+    run_cli,
+    start_run,
+    wait_for,
+    write,
+)
 
 LOOP_TOML = TOML.replace("bench_timeout = 20", "bench_timeout = 4")
-
-
-def _patch(target: Path, rel: str, text: str) -> str:
-    """The diff that would change `rel` to `text`, leaving the target as it was."""
-    original = (target / rel).read_text()
-    write(target, rel, text)
-    diff = git(target, "diff", "--", rel) + "\n"
-    write(target, rel, original)
-    return diff
 
 
 @pytest.fixture
@@ -32,16 +35,16 @@ def loop_target(tmp_path: Path) -> tuple[Path, Path]:
     patches = tmp_path / "patches"
     patches.mkdir()
     (patches / "01-half-the-work.patch").write_text(
-        _patch(target, "src/params.h", params(BASE_WORK // 2)))
+        diff_for(target, "src/params.h", params(BASE_WORK // 2)))
     (patches / "02-double-the-work.patch").write_text(
-        _patch(target, "src/params.h", params(BASE_WORK * 2)))
+        diff_for(target, "src/params.h", params(BASE_WORK * 2)))
     (patches / "03-stale.patch").write_text(
-        _patch(target, "src/prog.c", prog.replace("long s = 0;", "long s = 0L;")).replace(
+        diff_for(target, "src/prog.c", prog.replace("long s = 0;", "long s = 0L;")).replace(
             "-long compute", "-long kompute").replace(" long compute", " long kompute"))
     (patches / "04-does-not-build.patch").write_text(
-        _patch(target, "src/prog.c", prog.replace("return s; }", "return s }")))
+        diff_for(target, "src/prog.c", prog.replace("return s; }", "return s }")))
     (patches / "05-hangs.patch").write_text(
-        _patch(target, "src/prog.c", prog.replace(
+        diff_for(target, "src/prog.c", prog.replace(
             '#include "params.h"', '#include "params.h"\n#include <unistd.h>').replace(
             "    struct timespec a, b;", "    sleep(600);\n    struct timespec a, b;")))
     return target, patches
@@ -61,7 +64,7 @@ def _add_gated(target: Path, patches: Path, gate: Path) -> None:
     assert check in prog
     gated = check.replace("return compute", f'{{ while (access("{gate}", F_OK) != 0) '
                           "usleep(10000); return compute").replace("0 : 1;", "0 : 1; }")
-    (patches / "00-waits-for-gate.patch").write_text(_patch(target, "src/prog.c", prog.replace(
+    (patches / "00-waits-for-gate.patch").write_text(diff_for(target, "src/prog.c", prog.replace(
         '#include "params.h"', '#include "params.h"\n#include <unistd.h>').replace(
         check, gated)))
     write(target, "readfirst.toml", GATE_TOML)
@@ -102,49 +105,20 @@ def test_limits_stop_the_loop(loop_target: tuple[Path, Path]) -> None:
     assert len([e for e in s["experiments"] if e["kind"] == "explore"]) == 2
 
 
-def _journal_rows(db_path: Path, sql: str) -> list[tuple]:
-    try:
-        with sqlite3.connect(db_path) as db:
-            return db.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
-
-
-def _start_run(target: Path, patches: Path, workers: int) -> subprocess.Popen[str]:
-    """`readfirst run` in the background, for tests that interrupt it."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "readfirst", "run", "--proposer", "patches", "--patches",
-         str(patches), "--workers", str(workers), "--json"],
-        cwd=target, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(db_path: Path, sql: str, ready: object, what: str,
-              proc: subprocess.Popen[str] | None = None) -> list[tuple]:
-    """Poll the journal until `ready(rows)` holds; the rows then. No time limit: what is
-    awaited cannot pass by (the gated candidate runs until the test opens the gate)."""
-    while True:
-        rows = _journal_rows(db_path, sql)
-        if ready(rows):  # type: ignore[operator]
-            return rows
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the run ended before {what}: {proc.communicate()}")
-        time.sleep(0.05)
-
-
 def test_kill_9_mid_run_then_resume_loses_nothing(loop_target: tuple[Path, Path],
                                                   tmp_path: Path) -> None:
     target, patches = loop_target
     gate = target / "gate"  # in the repository: the sandboxed benchmark sees it (read-only)
     _add_gated(target, patches, gate)
-    proc = _start_run(target, patches, 2)
+    proc = start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"
     # kill once something is finished while the gated candidate (which cannot finish before
     # the gate opens) is still running
-    _wait_for(db_path, "SELECT candidate_id, status FROM experiments",
+    wait_for(db_path, "SELECT candidate_id, status FROM experiments",
               lambda rows: any(s == "finished" for _c, s in rows)
               and ("patch:00-waits-for-gate.patch", "running") in rows,
               "a finished experiment while the gated one runs", proc)
-    before = _journal_rows(
+    before = journal_rows(
         db_path, "SELECT id, candidate_id, kind, verdict, finished FROM experiments"
                  " WHERE status = 'finished'")
     proc.send_signal(signal.SIGKILL)
@@ -153,7 +127,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing(loop_target: tuple[Path, Path]
 
     code, s, out = run_cli("run", "--resume", "--json", cwd=target)
     assert code == 0, out.stderr
-    after = _journal_rows(db_path, "SELECT id, candidate_id, kind, verdict, finished"
+    after = journal_rows(db_path, "SELECT id, candidate_id, kind, verdict, finished"
                                    " FROM experiments WHERE status = 'finished'")
     # nothing finished before the kill was redone or changed
     assert set(before) <= set(after)
@@ -174,19 +148,19 @@ def test_a_worker_that_dies_is_recorded_and_the_run_goes_on(
     target, patches = loop_target
     gate = target / "gate"  # in the repository: the sandboxed benchmark sees it (read-only)
     _add_gated(target, patches, gate)
-    proc = _start_run(target, patches, 1)
+    proc = start_run(target, patches, 1)
     db_path = target / ".readfirst/journal.db"
-    running = _wait_for(db_path, "SELECT id, pid FROM experiments WHERE status = 'running'"
+    running = wait_for(db_path, "SELECT id, pid FROM experiments WHERE status = 'running'"
                         " AND pid > 0 AND candidate_id = 'patch:00-waits-for-gate.patch'",
                         bool, "the gated experiment running", proc)
     exp_id, pid = running[0]
     os.kill(pid, signal.SIGKILL)  # the gate never opens: only the kill can end it
     proc.communicate()
     assert proc.returncode == 0
-    died = _journal_rows(db_path, f"SELECT status, reason FROM experiments WHERE id = {exp_id}")
+    died = journal_rows(db_path, f"SELECT status, reason FROM experiments WHERE id = {exp_id}")
     assert died[0][0] == "worker_died"
     assert "killed by signal 9" in died[0][1]
-    statuses = _journal_rows(db_path, "SELECT status FROM experiments WHERE kind = 'explore'")
+    statuses = journal_rows(db_path, "SELECT status FROM experiments WHERE kind = 'explore'")
     assert len(statuses) == 5  # the others ran to the end
 
 
@@ -286,11 +260,11 @@ def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path],
     target, patches = loop_target
     gate = target / "gate"  # in the repository: the sandboxed benchmark sees it (read-only)
     _add_gated(target, patches, gate)
-    proc = _start_run(target, patches, 2)
+    proc = start_run(target, patches, 2)
     db_path = target / ".readfirst/journal.db"
     # Ctrl-C once the loop only waits: the gated candidate runs alone, 01, 02 and 04 are
     # settled (03-stale touches the gated candidate's file and does not apply: it waits)
-    _wait_for(db_path, "SELECT candidate_id, status, pid FROM experiments",
+    wait_for(db_path, "SELECT candidate_id, status, pid FROM experiments",
               lambda rows: [c for c, s, pid in rows if s == "running" and pid] == [
                   "patch:00-waits-for-gate.patch"]
               and sum(s in ("finished", "skipped") for _c, s, _p in rows) >= 3,
@@ -298,11 +272,9 @@ def test_ctrl_c_stops_the_loop_cleanly(loop_target: tuple[Path, Path],
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate()
     assert proc.returncode == 130, err
-    (status,) = _journal_rows(db_path, "SELECT status FROM loop_runs")
+    (status,) = journal_rows(db_path, "SELECT status FROM loop_runs")
     assert status == ("interrupted",)
-    from test_journal import _processes_under
-
-    assert _processes_under(target / ".readfirst/worktrees") == []
+    assert processes_under(target / ".readfirst/worktrees") == []
     # the run can be resumed and finishes
     gate.touch()
     code, s, out = run_cli("run", "--resume", "--json", cwd=target)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BASE_WORK, commit, git, make_target, params, write
+from conftest import BASE_WORK, commit, diff_for, git, make_target, params, write
 
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
@@ -26,15 +26,6 @@ from readfirst.loop.executors.ray_exec import (  # noqa: E402
 )
 
 LOOP_PY = Path(__file__).parents[1] / "src" / "readfirst" / "loop" / "loop.py"
-
-
-def _patch(target: Path, rel: str, text: str) -> str:
-    """The diff that would change `rel` to `text`, leaving the target as it was."""
-    original = (target / rel).read_text()
-    write(target, rel, text)
-    diff = git(target, "diff", "--", rel) + "\n"
-    write(target, rel, original)
-    return diff
 
 
 def _job(exp_id: int, target: Path, title: str, diff: str, **spec_changes: float) -> Job:
@@ -94,8 +85,8 @@ def test_two_jobs_run_on_the_node_with_verdicts_and_logs(cluster: dict[str, obje
     ex, target = cluster["ex"], cluster["target"]
     assert isinstance(ex, RayExecutor) and isinstance(target, Path)
     assert ex.workers == ["r0", "r1"] and ex.idle_workers() == ["r0", "r1"]
-    half = _patch(target, "src/params.h", params(BASE_WORK // 2))
-    double = _patch(target, "src/params.h", params(BASE_WORK * 2))
+    half = diff_for(target, "src/params.h", params(BASE_WORK // 2))
+    double = diff_for(target, "src/params.h", params(BASE_WORK * 2))
     h1 = ex.submit(_job(1, target, "half", half), "r0")
     h2 = ex.submit(_job(2, target, "double", double), "r1")
     assert ex.idle_workers() == []
@@ -130,7 +121,7 @@ def test_cancel_kills_the_benchmark_on_the_node(cluster: dict[str, object]) -> N
     assert isinstance(ex, RayExecutor) and isinstance(target, Path)
     assert isinstance(node_cache, Path)
     prog = (target / "src/prog.c").read_text()
-    hang = _patch(target, "src/prog.c", prog.replace(
+    hang = diff_for(target, "src/prog.c", prog.replace(
         '#include "params.h"', '#include "params.h"\n#include <unistd.h>').replace(
         "    struct timespec a, b;", "    sleep(600);\n    struct timespec a, b;"))
     handle = ex.submit(_job(10, target, "hangs", hang, bench_timeout=900), "r1")
@@ -254,7 +245,7 @@ def test_a_node_that_cannot_sandbox_says_so_and_refuses_model_code(
         cluster: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
     ex, target, tmp = cluster["ex"], cluster["target"], cluster["tmp"]
     assert isinstance(ex, RayExecutor) and isinstance(target, Path) and isinstance(tmp, Path)
-    half = _patch(target, "src/params.h", params(BASE_WORK // 2))
+    half = diff_for(target, "src/params.h", params(BASE_WORK // 2))
     if probe() is None:  # a node with bwrap: its steps ran in the sandbox
         (res,) = _wait_all(ex, [ex.submit(_sourced(30, target, "patches", half), "r0")])
         assert res.sandboxed is True and res.sandbox_note == ""

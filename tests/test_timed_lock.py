@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BASE_WORK, TOML, git, make_target, params, run_cli, write
+from conftest import BASE_WORK, TOML, diff_for, git, make_target, params, run_cli, write
 
 from readfirst.core import constants as C
 from readfirst.measure.process import run_step
@@ -27,14 +27,6 @@ echo "$start $end $PWD" >> "$TIMING_LOG"
 """
 
 
-def _patch(target: Path, rel: str, text: str) -> str:
-    original = (target / rel).read_text()
-    write(target, rel, text)
-    diff = git(target, "diff", "--", rel) + "\n"
-    write(target, rel, original)
-    return diff
-
-
 def test_timed_runs_of_two_workers_never_overlap(tmp_path: Path) -> None:
     # the benchmark appends to a log outside its worktree: only without the sandbox, and with
     # TIMING_LOG passed through the steps' allow-listed environment
@@ -46,7 +38,7 @@ def test_timed_runs_of_two_workers_never_overlap(tmp_path: Path) -> None:
     patches = tmp_path / "patches"
     patches.mkdir()
     for i, work in enumerate((BASE_WORK // 2, BASE_WORK * 2, BASE_WORK // 3, BASE_WORK * 3)):
-        (patches / f"0{i}-work.patch").write_text(_patch(target, "src/params.h", params(work)))
+        (patches / f"0{i}-work.patch").write_text(diff_for(target, "src/params.h", params(work)))
     log = tmp_path / "intervals.log"
     env = {"TIMING_LOG": str(log), "READFIRST_TIMED_LOCK": str(tmp_path / "timed.lock")}
     code, s, proc = run_cli("run", "--proposer", "patches", "--patches", str(patches),
@@ -93,7 +85,7 @@ def test_lock_waits_for_the_holder_and_gives_up_on_a_stuck_one(
     ready = ctx.Event()
     holder = ctx.Process(target=_hold, args=(path, 1.0, ready))
     holder.start()
-    assert ready.wait(30)
+    assert ready.wait()
     with timed_run() as waited:  # blocks until the holder is done
         assert Path(path + ".released").exists()
     assert waited > 0
@@ -102,7 +94,7 @@ def test_lock_waits_for_the_holder_and_gives_up_on_a_stuck_one(
     stuck = ctx.Process(target=_hold_silently, args=(path, ready))
     stuck.start()
     try:
-        assert ready.wait(30)
+        assert ready.wait()
         with pytest.raises(LockTimeout, match=f"held by pid {stuck.pid} .*stuck, end it"), \
                 timed_run(max_wait=0.2):
             pass
@@ -125,7 +117,7 @@ def test_a_stuck_holder_is_named_in_the_log_and_bounded_by_the_step_timeout(
     stuck = ctx.Process(target=_hold_silently, args=(path, ready))
     stuck.start()
     try:
-        assert ready.wait(30)
+        assert ready.wait()
         with pytest.raises(StepFailed) as failed, timed_runs(StepFailed, step_timeout=0.3):
             pass
         assert failed.value.step == "bench" and f"pid {stuck.pid}" in failed.value.reason
@@ -137,7 +129,7 @@ def test_a_stuck_holder_is_named_in_the_log_and_bounded_by_the_step_timeout(
     ready.clear()
     holder = ctx.Process(target=_hold, args=(path, 1.5, ready, 60.0))
     holder.start()
-    assert ready.wait(30)
+    assert ready.wait()
     with timed_run(max_wait=0.2) as waited:
         assert Path(path + ".released").exists() and waited > 0.2
     holder.join()

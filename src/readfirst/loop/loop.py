@@ -403,6 +403,6 @@ class Loop:
 def run_loop(target: Target, spec: Spec, opts: LoopOptions | None, *, resume: bool = False,
              say: Say = lambda _m: None) -> dict[str, Any]:
     """`readfirst run`: start (or resume) a run and run it to the end; the run summary."""
-    assert resume or opts is not None
-    return (Loop.resume(target, spec, say) if resume or opts is None
-            else Loop.start(target, spec, opts, say)).run()
+    with loop_setup.interrupts_marked(target):
+        return (Loop.resume(target, spec, say) if resume or opts is None
+                else Loop.start(target, spec, opts, say)).run()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -254,3 +255,23 @@ def write_run_report(log: LoopLog, ws: Workspace, run_id: str) -> None:
     _md, html = write_report(log.summary(run_id), ws.state / "reports" / run_id, samples,
                              hypotheses(log.db), machine(log.db, run_id, samples))
     log.set_report(run_id, str(html))
+
+
+@contextmanager
+def interrupts_marked(target: Target) -> Iterator[None]:
+    """A Ctrl-C at any moment of a run, even before `Loop.run` took over (while the run is
+    created, or restored), leaves it `interrupted`, never `running`."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        ws = Workspace(target.root)
+        if ws.journal_path.exists():
+            journal = Journal(ws.journal_path)
+            try:
+                journal.db.execute(
+                    "UPDATE loop_runs SET status = 'interrupted', finished = ?, stop_reason ="
+                    " 'interrupted' WHERE status = 'running' AND pid = ?",
+                    (time.time(), os.getpid()))
+            finally:
+                journal.close()
+        raise

@@ -26,6 +26,7 @@ from readfirst.core.errors import BaseFailedError
 from readfirst.core.fsutil import atomic_write
 from readfirst.core.target import Target
 from readfirst.loop.executors import Job, JobResult
+from readfirst.loop.executors.local import die_with_the_loop
 from readfirst.measure.compare import bench, compare
 from readfirst.measure.sandbox import probe
 from readfirst.store.progress import ProgressBoard
@@ -136,6 +137,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if argv[:1] == ["--serve"]:
+            if not die_with_the_loop():  # the loop died while this worker started
+                return 130
             return serve(argv[1])
         _run_one(Path(argv[0]), Path(argv[1]), argv[2])
     except KeyboardInterrupt:

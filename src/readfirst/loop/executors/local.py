@@ -34,10 +34,20 @@ from readfirst.vcs.workspace import Workspace
 PR_SET_PDEATHSIG = 1
 
 
+PARENT_ENV = "READFIRST_WORKER_PARENT"  # the loop's pid, for the worker's first check
+
+
 def _die_with_parent() -> None:
     """Linux: SIGTERM this child when the loop process dies (even by kill -9)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def die_with_the_loop() -> bool:
+    """In a local worker: SIGTERM when the loop process dies; False if it is gone already."""
+    _die_with_parent()
+    parent = os.environ.get(PARENT_ENV)
+    return parent is None or os.getppid() == int(parent)
 
 
 @dataclass
@@ -67,21 +77,20 @@ class LocalExecutor:
         proc = self._procs.get(worker)
         if proc is not None and proc.poll() is None:
             return proc
-        cpus = self.cpus.get(worker)
-
-        def setup() -> None:
-            _die_with_parent()
-            if cpus:
-                os.sched_setaffinity(0, cpus)
-
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        # No preexec_fn: with one, Python runs its at-fork hooks in this process, and a
+        # Ctrl-C landing during the fork is raised inside one of them (logging's), which only
+        # prints it: the run would go on. The worker sets its parent-death signal itself.
         with open(self.jobs_dir / f"{worker}.worker.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "readfirst.loop.worker", "--serve", worker],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=setup,
+                start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())},
             )
         self._procs[worker] = proc
+        if self.cpus.get(worker):
+            with contextlib.suppress(OSError):  # already gone: its job will say so
+                os.sched_setaffinity(proc.pid, self.cpus[worker])
         return proc
 
     def submit(self, job: Job, worker: str) -> Handle:
