@@ -55,6 +55,7 @@ EPISODE_P = 0.04  # probability per run of entering a slow episode
 EPISODE_STAY = 0.75  # probability a slow episode lasts another run (mean length 4)
 V1_ALPHA = 0.05  # the previous rule's defaults
 V1_MAX_ROUNDS = 30
+V1_LOOK_EVERY = 5  # its looks: every 5 rounds (not today's DEFAULT_ROUNDS)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def v1_trial(machine: Machine, sc: Scenario, rng: np.random.Generator,
     """The previous rule: Bonferroni looks, median ratio, two-sided 'no change'."""
     run = Run(machine, sc.linear_drift, rng)
     draw = _rmit_drawer(run, sc, rng)
-    looks = (*range(DEFAULT_ROUNDS, V1_MAX_ROUNDS, DEFAULT_ROUNDS), V1_MAX_ROUNDS)
+    looks = (*range(V1_LOOK_EVERY, V1_MAX_ROUNDS, V1_LOOK_EVERY), V1_MAX_ROUNDS)
     active = looks
     while True:
         per_look = V1_ALPHA / len(active)
