@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from readfirst.loop.executors.ray_exec import (  # noqa: E402
     _import_blobs,
     _preimages,
     materialise,
+    node_home,
 )
 
 LOOP_PY = Path(__file__).parents[1] / "src" / "readfirst" / "loop" / "loop.py"
@@ -271,3 +273,47 @@ def test_a_node_that_cannot_sandbox_says_so_and_refuses_model_code(
     assert ray.is_initialized()  # the connection was the fixture's
     warnings = [ln for ln in capsys.readouterr().err.splitlines() if "WITHOUT the sandbox" in ln]
     assert len(warnings) == 1 and "no-such-bwrap" in warnings[0]  # one per node
+
+
+def test_cancel_on_the_node_ends_a_daemon_of_the_benchmark(cluster: dict[str, object]) -> None:
+    """Unsandboxed, the candidate's benchmark double-forks a daemon into a new session with
+    cwd /; cancel ends it (the keeper's tree), and a bystander in the worktree survives."""
+    ex, target, node_cache = cluster["ex"], cluster["target"], cluster["node_cache"]
+    assert isinstance(ex, RayExecutor) and isinstance(target, Path)
+    assert isinstance(node_cache, Path)
+    token = "rf-ray-daemon-" + uuid.uuid4().hex[:10]
+    prog = (target / "src/prog.c").read_text()
+    daemon = (f"setsid sh -c 'cd / && (while :; do sleep 1; done) & exit 0' {token} "
+              "</dev/null >/dev/null 2>&1 &")
+    hang = _patch(target, "src/prog.c", prog.replace(
+        '#include "params.h"', '#include "params.h"\n#include <stdlib.h>\n#include <unistd.h>'
+    ).replace("    struct timespec a, b;",
+              f'    if (system("{daemon}")) {{}}\n    sleep(600);\n    struct timespec a, b;'))
+    handle = ex.submit(_job(11, target, "daemon", hang, bench_timeout=900, sandbox=False), "r0")
+    while not _marked(token):
+        assert ex.wait_any([handle], timeout=0.5) == [], "the job ended on its own"
+    # someone else's process in the very worktree on the node (a sweep by directory kills it)
+    worktree = node_home(str(node_cache), str(target)) / "repo" / ".readfirst" / "worktrees"
+    bystander = subprocess.Popen(["sleep", "600"], cwd=worktree / "r0-cand")
+    ex.cancel(handle)
+    (res,) = ex.wait_any([handle])
+    try:
+        assert res.status == "cancelled"
+        assert _marked(token) == [], "the daemon outlived the cancel"
+        assert bystander.poll() is None, "a process the run did not start was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def _marked(token: str) -> list[int]:
+    found = []
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            state = (proc_dir / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            cmd = (proc_dir / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if state != b"Z" and token.encode() in cmd:
+            found.append(int(proc_dir.name))
+    return found
