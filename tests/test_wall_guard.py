@@ -6,6 +6,8 @@ The samples are set by the test (no timing): the metric and the wall times of ea
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,11 @@ def test_a_metric_printed_2x_better_with_the_wall_unchanged_is_suspect(direction
     r = _judge(metric_speedup=0.5, wall_speedup=1.0, share=0.2, direction=direction)
     assert r["verdict"] == "suspect"
     assert "wall_time_unexplained" in r["flags"]
+    # both changes in readfirst's notation; the wall clock's "~": it shows no change
+    change = r"-50\.\d\d %" if direction == "lower" else r"\+1\d\d\.\d\d %"
+    assert re.search(rf"the metric says \w+ \({change} \[[^]]+\] % \(95 % CI\)\)", r["reason"])
+    assert re.search(r"\(wall time ~ [+-]\d\.\d\d % \[-\d\.\d\d, \+\d\.\d\d\] % \(95 % CI\)\)",
+                     r["reason"]), r["reason"]
 
 
 def test_a_small_fake_is_caught_too() -> None:

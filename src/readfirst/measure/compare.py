@@ -14,6 +14,7 @@ from readfirst.core import constants as C
 from readfirst.core.config import Spec
 from readfirst.core.errors import BaseFailedError, ConfigError
 from readfirst.core.target import Target
+from readfirst.frontends.render import format_change
 from readfirst.measure.buildreuse import base_build, seed_candidate
 from readfirst.measure.guards import (
     Refusal,
@@ -294,8 +295,8 @@ def _flag_drift(journal: Journal, run_id: int, tree: str, result: dict[str, Any]
     if abs(drift) > spec.compare.baseline_drift:
         result["flags"] = sorted({*result["flags"], "baseline_drift"})
         result["reason"] += (
-            f"; note: the base median moved {drift:+.1%} from the last measurement of the same "
-            "code on this machine"
+            f"; note: the base median moved {format_change(median / before)} from the last "
+            "measurement of the same code on this machine"
         )
 
 

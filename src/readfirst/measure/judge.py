@@ -101,9 +101,9 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
         verdict = "suspect"
         flags.append("wall_time_disagrees")
         reason = (
-            f"the metric says {seq.decision} ({format_change(test.ratio)}) but readfirst's "
-            f"own timing of the benchmark says the opposite (wall time "
-            f"{format_change(wall.ratio)}, p={wall.p_value:.2g})"
+            f"the metric says {seq.decision} ({_stat_change(test, ev)}) but readfirst's own "
+            f"timing of the benchmark says the opposite (wall time {_wall_change(wall, ev)}, "
+            f"p={wall.p_value:.2g})"
         )
     elif verdict in ("improved", "regressed") and ev.wall_informative and \
             _wall_unexplained(test, wall, ev.direction, ev.wall_share):
@@ -112,7 +112,7 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
         reason = (
             f"the metric says {seq.decision} ({_stat_change(test, ev)}) but readfirst's own "
             f"timing of the benchmark shows no change (wall time "
-            f"{format_change(wall.ratio, wall.ci_low, wall.ci_high, wall.ci_level)})"
+            f"{_wall_change(wall, ev)})"
         )
 
     return {
@@ -176,6 +176,12 @@ def _stat_change(test: RatioTest, ev: Evidence) -> str:
     """The metric's change in readfirst's notation, at the level of the reported interval."""
     return format_change(test.ratio, test.ci_low, test.ci_high, _ci_level(test, ev),
                          significant=test.p_value < ev.alpha_look, decimals=2)
+
+
+def _wall_change(wall: RatioTest, ev: Evidence) -> str:
+    """readfirst's own wall-clock change, at the look's level, "~" when not significant."""
+    return format_change(wall.ratio, wall.ci_low, wall.ci_high, wall.ci_level,
+                         significant=wall.p_value < ev.alpha_look, decimals=2)
 
 
 def _stat_reason(verdict: str, test: RatioTest, ev: Evidence) -> str:
