@@ -285,7 +285,7 @@ def test_cancel_on_the_node_ends_a_daemon_of_the_benchmark(cluster: dict[str, ob
     prog = (target / "src/prog.c").read_text()
     daemon = (f"setsid sh -c 'cd / && (while :; do sleep 1; done) & exit 0' {token} "
               "</dev/null >/dev/null 2>&1 &")
-    hang = _patch(target, "src/prog.c", prog.replace(
+    hang = diff_for(target, "src/prog.c", prog.replace(
         '#include "params.h"', '#include "params.h"\n#include <stdlib.h>\n#include <unistd.h>'
     ).replace("    struct timespec a, b;",
               f'    if (system("{daemon}")) {{}}\n    sleep(600);\n    struct timespec a, b;'))
