@@ -164,8 +164,8 @@ class SimExecutor:
         self._outcomes = outcomes
         self._running: dict[int, tuple[Handle, float, float, str]] = {}  # start, end, json
         self._heap: list[tuple[float, int]] = []
-        # idle worker-seconds by why the workers were idle (`classify`: the loop's state)
-        self.idle: Counter[str] = Counter()
+        # idle spells: (from, to, idle workers, why: `classify` reads the loop's state)
+        self.idle_log: list[tuple[float, float, int, str]] = []
         self.classify: Callable[[], str] = lambda: "tail"
 
     def idle_workers(self) -> list[str]:
@@ -222,7 +222,7 @@ class SimExecutor:
         """Move the clock, booking the idle workers' time under the loop's reason."""
         idle = len(self.workers) - len(self._running)
         if idle and to > self.now:
-            self.idle[self.classify()] += idle * (to - self.now)
+            self.idle_log.append((self.now, to, idle, self.classify()))
         self.now = to
 
     def cancel(self, handle: Handle) -> None:
@@ -347,14 +347,15 @@ def simulate(workers: int, experiments_per_worker: int = 10, seed: int = 0, *,
     rows = summary["experiments"]
     makespan = sim.now
     capacity = workers * makespan
+    idle = book_idle(sim, rows)
     return SimReport(
         "barrier" if barrier else "no barrier", workers,
         sum(1 for r in rows if r["kind"] == "explore" and r["wave"] > 0),
         sum(1 for r in rows if r["kind"] == "confirm"),
         sum(1 for r in rows if r["kind"] == "confirm" and r["outcome"] == "kept"),
         makespan / 3600, sim.busy_seconds / capacity if makespan else 0.0,
-        sim.busy_seconds / (capacity - sim.idle["tail"]) if makespan else 0.0,
-        {k: v / capacity for k, v in sim.idle.items()} if makespan else {},
+        sim.busy_seconds / (capacity - idle["tail"]) if makespan else 0.0,
+        {k: v / capacity for k, v in idle.items()} if makespan else {},
         wall - sim.own_seconds, report_t[0], writes[0], sim.peak_in_flight, summary, sim)
 
 
@@ -364,10 +365,9 @@ IDLE_REASONS = ("barrier", "proposer had nothing", "waiting for landing",
 
 def idle_reason(loop: Loop, prop: SimProposer) -> str:
     """Why the loop left workers idle just now (it has just given every idle worker what it
-    could): one of IDLE_REASONS. `tail`: nothing is left to start and nothing can come of
-    what is in flight but its own result, so no schedule could use the idle workers."""
+    could): one of IDLE_REASONS, or "nothing to start" (settled by `book_idle`)."""
     if loop.halted or loop.stop_reason() is not None:
-        return "tail"
+        return "nothing to start"
     if loop.opts.waves and loop.flights and (loop.queue or loop.landing.winners):
         return "barrier"  # work is waiting for the wave to end
     if loop.landing.winners or loop.landing.deferred:  # a winner waits for a worker or a tip
@@ -376,9 +376,30 @@ def idle_reason(loop: Loop, prop: SimProposer) -> str:
         return "waiting for landing"
     if prop.continuous and prop.given < len(prop.cands):
         return "waiting for landing" if loop.landing.busy() else "proposer had nothing"
-    if len(loop.landing.pending) > 1 or loop.landing.stale:  # a re-measurement may follow
-        return "confirmation serialisation"
-    return "tail"
+    return "nothing to start"
+
+
+def book_idle(sim: SimExecutor, rows: list[dict[str, Any]]) -> Counter[str]:
+    """Idle worker-seconds by reason. While nothing could start, the idle workers were
+    waiting on the confirmations in flight: if a winner was measured again after that
+    (stacked on one that was not kept), that is `confirmation serialisation`; otherwise it is
+    the `tail`: only the last experiments' own results were awaited (an exploration before its
+    confirmation, a confirmation before its landing), and no schedule could fill it."""
+    seen: set[str] = set()
+    again: list[int] = []  # a fresh journal: experiment id = seq
+    for r in sorted(rows, key=lambda r: r["seq"]):
+        if r["kind"] == "confirm":
+            if r["candidate_id"] in seen:
+                again.append(r["seq"])
+            seen.add(r["candidate_id"])
+    starts = {i: t for t, what, _w, i in sim.log if what == "start"}
+    last_again = max((starts[i] for i in again if i in starts), default=-1.0)
+    out: Counter[str] = Counter()
+    for t0, t1, idle, why in sim.idle_log:
+        if why == "nothing to start":
+            why = "confirmation serialisation" if last_again >= t1 else "tail"
+        out[why] += idle * (t1 - t0)
+    return out
 
 
 def _spans(sim: SimExecutor) -> dict[int, tuple[float, float]]:

@@ -11,9 +11,8 @@ rhythm (W candidates, wait for all, confirm the winners one by one). The stop ru
 method; the journal records every step, so `--resume` continues after a kill.
 
 Reading order: `run`, `dispatch` / `start_next` (or `dispatch_wave`), `propose`, `judge`,
-`judge_exploration`, `confirm`, `land`, `refresh_research`, `stop_reason`, `finish`. Pieces
-start with an underscore; the candidates are queued in `loop_queue.py`, the workers and the
-second opinions before a landing are in `loop_workers.py`."""
+`judge_exploration`, `confirm`, `land`, `refresh_research`, `stop_reason`, `finish`; pieces
+start with an underscore. The queue is `loop_queue.py`; the workers `loop_workers.py`."""
 
 from __future__ import annotations
 
@@ -28,18 +27,12 @@ from readfirst.core.constants import PROPOSE_WHILE_LANDING_IDLE_SHARE
 from readfirst.core.target import Target
 from readfirst.frontends.render import format_result_change
 from readfirst.loop import loop_setup
+from readfirst.loop import loop_workers as lw
 from readfirst.loop.executors import Executor, Job, JobResult
 from readfirst.loop.landing import LandingQueue, Tried, files_of, found_on, land_commit
 from readfirst.loop.loop_queue import CandidateQueue
 from readfirst.loop.loop_setup import LoopOptions, Setup, new_run_id, open_run, repair_of, restore
-from readfirst.loop.loop_workers import (
-    NOISE_STUB,
-    Flight,
-    Kind,
-    WorkerPool,
-    cut_off,
-    second_opinion,
-)
+from readfirst.loop.loop_workers import NOISE_STUB, Flight, Kind, WorkerPool
 from readfirst.proposers import BudgetExceeded, Proposer
 from readfirst.research.orchestrate import refresh_from_experiments, research_after_landing
 from readfirst.vcs import gitcli
@@ -71,8 +64,6 @@ class Loop:
         self.finished_explorations = 0
         self.queue = CandidateQueue(self.log, self.run_id, setup.target.repo, self.proposer.name)
         self._restore(setup.rows, setup.candidates)
-
-    # --- building it -------------------------------------------------------------------------
 
     @classmethod
     def start(cls, target: Target, spec: Spec, opts: LoopOptions, say: Say = lambda _m: None,
@@ -329,7 +320,7 @@ class Loop:
     def land(self, winner: Tried, check: Tried) -> bool:
         """Winner confirmed: the verify pool and the proposer's review must agree, then it
         becomes a commit on the run's branch and the new baseline (one landing at a time)."""
-        if not second_opinion(self.s, self.wave, winner, check, self.baseline, self.say):
+        if not lw.second_opinion(self.s, self.wave, winner, check, self.baseline, self.say):
             return False
         try:  # the branch must be where the journal says, else someone forged it
             gitcli.check_branch(self.s.target.repo, self.s.branch, self.baseline)
@@ -358,7 +349,7 @@ class Loop:
 
     def finish(self) -> dict[str, Any]:
         """Mark the run done with its stop reason, write the report; the run summary."""
-        cut_off(self.executor, self.log, self.flights.values(), self.landing, self.halted)
+        lw.cut_off(self.executor, self.log, self.flights.values(), self.landing, self.halted)
         if not self.opts.waves and not self.halted:  # what came back since the last refresh
             self.refresh_research()
         reason = self.halted or self.stop_reason() or "no candidates left"
