@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 
 from readfirst.core.config import load_spec
-from readfirst.core.target import Target
 from readfirst.loop.loop import LoopOptions, run_loop
 from readfirst.proposers import ProposerContext
 from readfirst.proposers.forks import ForksProposer
 from readfirst.research.orchestrate import research_target
 from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import target_at
 
 TOML = """\
 [target]
@@ -272,7 +272,7 @@ def main() -> None:
         print(f"generated: {git_files} files, fork {args.commits} commits ahead "
               f"({time.perf_counter() - t0:.1f} s)\n")
         spec = load_spec(target)
-        tgt = Target.at(target)
+        tgt = target_at(target)
         t0 = time.perf_counter()
         research_target(tgt, spec, offline=True, only=["diagnosis"])
         print(f"research (profile only): {time.perf_counter() - t0:.1f} s")

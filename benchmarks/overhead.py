@@ -23,12 +23,11 @@ import time
 from pathlib import Path
 
 from readfirst.core.config import load_spec
-from readfirst.core.target import Target
 from readfirst.frontends.demo import make_demo
 from readfirst.loop.loop import LoopOptions, run_loop
 from readfirst.measure.process import run_step
 from readfirst.vcs import gitcli
-from readfirst.vcs.workspace import Workspace
+from readfirst.vcs.workspace import Workspace, target_at
 
 STAGES = ("apply", "build", "checks", "warmup", "bench")
 
@@ -36,7 +35,7 @@ STAGES = ("apply", "build", "checks", "warmup", "bench")
 def loop_overhead(workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="rf-overhead-") as tmp:
         target, _fork = make_demo(Path(tmp) / "d")
-        summary = run_loop(Target.at(target), load_spec(target),
+        summary = run_loop(target_at(target), load_spec(target),
                            LoopOptions(proposer="forks", workers=workers))
     print(f"## Loop overhead per experiment ({workers} workers, demo target)\n")
     print("| # | kind | verdict | wall s | in stages s | overhead s |")

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from readfirst.core.config import Spec, load_spec
-from readfirst.core.target import Target
 from readfirst.research import ResearchContext
 from readfirst.research import treesit as T
 from readfirst.research.ranking import in_scope
 from readfirst.research.run import ResearchResult, run_research
+from readfirst.vcs.workspace import target_at
 
 sys.path.insert(0, str(Path(__file__).parent))
 from research_static import GIT_ENV, generate  # noqa: E402
@@ -61,7 +61,7 @@ def measure(name: str, root: Path, scope: list[str], spec: Spec | None = None,
     spec = spec.model_copy(deep=True)
     spec.target.scope = scope
     spec.research = {**spec.research, "jobs": 2, "discover_forks": False}
-    target = Target.at(root)
+    target = target_at(root)
     ctx = ResearchContext(repo=target.repo, root=target.root, rel=target.rel, spec=spec,
                           state_dir=root / ".readfirst", offline=True)
     files = T.tracked_files(root)

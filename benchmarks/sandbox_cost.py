@@ -18,13 +18,12 @@ import tempfile
 from pathlib import Path
 
 from readfirst.core.config import Spec, load_spec
-from readfirst.core.target import Target
 from readfirst.frontends.demo import make_demo
 from readfirst.measure.compare import compare
 from readfirst.measure.process import run_step
 from readfirst.measure.sandbox import policy_for, probe, step_env
 from readfirst.vcs import gitcli
-from readfirst.vcs.workspace import Workspace
+from readfirst.vcs.workspace import Workspace, target_at
 
 
 def step_cost(target: Path, spec: Spec, runs: int) -> None:
@@ -64,7 +63,7 @@ def aa_noise(target: Path, spec: Spec, compares: int, rounds: int) -> None:
             "compare": cfg, "target": spec.target.model_copy(update={"sandbox": sandbox})})
         devs, halfs, cvs = [], [], []
         for _ in range(compares):
-            r = compare(Target.at(target), "HEAD", "HEAD", s)
+            r = compare(target_at(target), "HEAD", "HEAD", s)
             if r["ratio"] is None:
                 raise SystemExit(f"A/A compare gave {r['verdict']}: {r['reason']}")
             devs.append(abs(r["ratio"] - 1))

@@ -42,6 +42,7 @@ from readfirst.loop.executors import Handle, Job, JobResult
 from readfirst.loop.loop import Loop, LoopOptions
 from readfirst.measure.judge import side_dict
 from readfirst.vcs import gitcli
+from readfirst.vcs.workspace import target_at
 
 # (verdict, probability): what a worker reports for an exploration
 OUTCOMES = (("no_change", 0.50), ("regressed", 0.25), ("inconclusive", 0.07),
@@ -302,7 +303,7 @@ def _sim_target(root: Path) -> Target:
            "GIT_COMMITTER_NAME": "sim", "GIT_COMMITTER_EMAIL": "sim@localhost"}
     gitcli.git(root, "add", "-A")
     gitcli.git(root, "commit", "-q", "-m", "base", env=env)
-    return Target.at(root)
+    return target_at(root)
 
 
 def simulate(workers: int, experiments_per_worker: int = 10, seed: int = 0, *,

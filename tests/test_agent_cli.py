@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from conftest import git, make_target
 
-from readfirst.core.candidate import apply_candidate
 from readfirst.core.config import load_spec
+from readfirst.core.config_tables import AgentConfig
 from readfirst.measure.sandbox import probe
 from readfirst.proposers import BudgetExceeded, ProposerContext
 from readfirst.proposers.agent_cli import CLIAgentProposer, agent_command
-from readfirst.proposers.agents.config import AgentConfig
 from readfirst.research import Hypothesis, Site
 from readfirst.research.brief import ResearchStore
 from readfirst.research.run import ResearchResult
 from readfirst.store.journal import Journal
+from readfirst.vcs.apply import apply_candidate
 from readfirst.vcs.workspace import Workspace
 
 AGENTS = Path(__file__).parent / "data" / "agents"

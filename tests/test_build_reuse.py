@@ -10,8 +10,8 @@ import pytest
 from conftest import TOML, commit, git, make_target, params, write
 
 from readfirst.core.config import load_spec
-from readfirst.core.target import Target
 from readfirst.measure.compare import compare
+from readfirst.vcs.workspace import target_at
 
 MAKEFILE = textwrap.dedent(
     """\
@@ -60,7 +60,7 @@ def compiles(log: Path, slot: str) -> list[str]:
 def test_fresh_candidate_starts_from_the_base_build(reuse_target) -> None:
     target, log, cand = reuse_target
     spec = load_spec(target)
-    result = compare(Target.at(target), "HEAD", cand, spec, slots=("w0-base", "w0-cand"))
+    result = compare(target_at(target), "HEAD", cand, spec, slots=("w0-base", "w0-cand"))
     assert result["verdict"] == "improved"  # the candidate's change was really rebuilt
     assert compiles(log, "w0-base") == ["other.o", "prog.o"]
     assert compiles(log, "w0-cand") == ["prog.o"]  # other.o came from the base
@@ -68,7 +68,7 @@ def test_fresh_candidate_starts_from_the_base_build(reuse_target) -> None:
     # paths inside copied outputs name the candidate's own worktree
     assert (slots / "w0-cand/build/where.txt").read_text().strip() == str(slots / "w0-cand")
     # a second worker at the same baseline copies the built base and compiles nothing for it
-    result = compare(Target.at(target), "HEAD", cand, spec, slots=("w1-base", "w1-cand"))
+    result = compare(target_at(target), "HEAD", cand, spec, slots=("w1-base", "w1-cand"))
     assert result["verdict"] == "improved"
     assert compiles(log, "w1-base") == []
     assert compiles(log, "w1-cand") == ["prog.o"]
@@ -77,13 +77,14 @@ def test_fresh_candidate_starts_from_the_base_build(reuse_target) -> None:
     # are moved by `reset --hard`, which rewrites (and so rebuilds) only what changed
     log.write_text("")
     later = git(target, "rev-parse", "later")
-    from readfirst.core.candidate import Candidate, apply_candidate
+    from readfirst.core.candidate import Candidate
+    from readfirst.vcs.apply import apply_candidate
 
     cand_slot = slots / "w0-cand"
     diff = git(target, "diff", "--full-index", "HEAD", later) + "\n"
     applied = apply_candidate(cand_slot, git(target, "rev-parse", "HEAD"),
                               Candidate("later", "later", "", diff, "test"))
-    result = compare(Target.at(target), "HEAD", applied, spec, slots=("w0-base", "w0-cand"))
+    result = compare(target_at(target), "HEAD", applied, spec, slots=("w0-base", "w0-cand"))
     assert result["verdict"] == "improved"
     assert compiles(log, "w0-base") == [] and compiles(log, "w0-cand") == ["prog.o"]
 
@@ -91,8 +92,8 @@ def test_fresh_candidate_starts_from_the_base_build(reuse_target) -> None:
 def test_clean_rebuild_does_not_reuse(reuse_target) -> None:
     target, log, cand = reuse_target
     spec = load_spec(target)
-    compare(Target.at(target), "HEAD", cand, spec, slots=("w0-base", "w0-cand"))
+    compare(target_at(target), "HEAD", cand, spec, slots=("w0-base", "w0-cand"))
     log.write_text("")
-    compare(Target.at(target), "HEAD", cand, spec, slots=("w0-base", "w0-cand"),
+    compare(target_at(target), "HEAD", cand, spec, slots=("w0-base", "w0-cand"),
             clean_cand=True)
     assert compiles(log, "w0-cand") == ["other.o", "prog.o"]

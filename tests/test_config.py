@@ -11,7 +11,8 @@ from conftest import BASE_WORK, commit, make_target, params, run_cli, write
 
 from readfirst.core.config import load_spec
 from readfirst.core.errors import ConfigError
-from readfirst.measure.guards import check_changes, matches
+from readfirst.core.globs import matches
+from readfirst.measure.guards import check_changes
 
 
 def test_toml_defaults_and_always_protected(target: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from conftest import PROGRAM, TOML, commit, git, make_target, params, run_cli, write
 
-from readfirst.core.candidate import apply_candidate
 from readfirst.core.config import load_spec
 from readfirst.proposers import ProposerContext
 from readfirst.proposers.forks import ForksProposer
@@ -17,6 +16,7 @@ from readfirst.research import Hypothesis, Site
 from readfirst.research.brief import ResearchStore
 from readfirst.research.run import ResearchResult
 from readfirst.store.journal import Journal
+from readfirst.vcs.apply import apply_candidate
 
 KERNEL = "\n".join(
     [f"void helper_{i}(float *x, int n) {{ for (int j = 0; j < n; j++) x[j] += {i}; }}"

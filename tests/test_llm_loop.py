@@ -13,8 +13,8 @@ import test_llm_proposer  # noqa: F401 - registers the httpcore2 respx mocker th
 from conftest import TOML, make_target
 
 from readfirst.core.config import load_spec
-from readfirst.core.target import Target
 from readfirst.loop.loop import LoopOptions, run_loop
+from readfirst.vcs.workspace import target_at
 
 DATA = Path(__file__).parent / "data" / "llm"
 CANARY = "sk-canary-7f3a9c1e5b"
@@ -34,7 +34,7 @@ def test_llm_loop_counts_cost_and_never_writes_the_key(
         route = api.post("https://api.openai.com/v1/chat/completions").mock(side_effect=[
             _ok("openai_hypotheses.json"), _ok("openai_implement_search_replace.json")])
         summary: dict[str, Any] = run_loop(
-            Target.at(target), load_spec(target),
+            target_at(target), load_spec(target),
             LoopOptions(proposer="agent", workers=1, max_experiments=1))
     assert route.call_count == 2
     assert all(CANARY not in str(call.request.content) for call in route.calls)

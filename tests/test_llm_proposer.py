@@ -17,18 +17,18 @@ from conftest import MAKEFILE, PROGRAM, TOML, commit, git, params, write
 from respx.mocks import AbstractRequestMocker, Mocker
 from respx.patterns import parse_url
 
-from readfirst.core.candidate import apply_candidate
 from readfirst.core.config import Spec
 from readfirst.core.errors import ConfigError
+from readfirst.llm.clients import PRICES, extract_json, price_of, visible_text
 from readfirst.proposers import BudgetExceeded, ProposerContext
-from readfirst.proposers.agents.edits import EditError, apply_edits, extract_diff, parse_blocks
-from readfirst.proposers.agents.llm import PRICES, extract_json, price_of, visible_text
+from readfirst.proposers.edits import EditError, apply_edits, extract_diff, parse_blocks
 from readfirst.proposers.llm import LLMProposer
 from readfirst.research import Hypothesis, Reference, Site
 from readfirst.research.brief import ResearchStore
 from readfirst.research.run import ResearchResult
 from readfirst.store.journal import Journal
 from readfirst.store.ledger import Ledger
+from readfirst.vcs.apply import apply_candidate
 from readfirst.vcs.workspace import Workspace
 
 DATA = Path(__file__).parent / "data" / "llm"

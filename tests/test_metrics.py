@@ -13,13 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import readfirst.measure.metrics as metrics_pkg
-from readfirst.measure.metrics import (
-    FORMATS,
-    MetricParseError,
-    available_formats,
-    parse_metrics,
-)
+import readfirst.core.formats as formats_mod
+from readfirst.core.formats import FORMATS, available_formats
+from readfirst.measure.metrics import MetricParseError, parse_metrics
 from readfirst.measure.metrics.llama_bench import base_name as llama_base_name
 
 DATA = Path(__file__).parent / "data" / "metrics"
@@ -75,7 +71,7 @@ def test_plugin_formats_are_listed_and_used(monkeypatch: pytest.MonkeyPatch) -> 
     group = "readfirst.metric_formats"
     plugin = EntryPoint("zz-lines", "readfirst.measure.metrics.metric_lines:parse", group)
     shadow = EntryPoint("hyperfine-json", "readfirst.measure.metrics.metric_lines:parse", group)
-    monkeypatch.setattr(metrics_pkg, "entry_points", _fake_entry_points(plugin, shadow))
+    monkeypatch.setattr(formats_mod, "entry_points", _fake_entry_points(plugin, shadow))
     assert available_formats() == (*FORMATS, "zz-lines")
     assert parse_metrics("zz-lines", "METRIC a=1\n") == {"a": 1.0}
     # A plugin cannot replace a built-in format.
@@ -92,7 +88,7 @@ def test_plugin_failures_become_metric_parse_errors(monkeypatch: pytest.MonkeyPa
         EntryPoint("raises", "math:sqrt", group),
         EntryPoint("missing", "readfirst.no_such_module:parse", group),
     )
-    monkeypatch.setattr(metrics_pkg, "entry_points", _fake_entry_points(*points))
+    monkeypatch.setattr(formats_mod, "entry_points", _fake_entry_points(*points))
     with pytest.raises(MetricParseError, match="returns-list"):
         parse_metrics("returns-list", "[1, 2]")
     with pytest.raises(MetricParseError, match="'raises'.*failed"):

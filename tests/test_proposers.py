@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 from conftest import PROGRAM, TOML, commit, git, make_target, params, write
 
-from readfirst.core.candidate import ApplyError, Candidate, apply_candidate
+from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
 from readfirst.core.errors import ConfigError
 from readfirst.proposers import ProposerContext, get_proposer
-from readfirst.proposers.forks import REF_PREFIX, ForksProposer, PathMapper, scope_patterns
+from readfirst.proposers.forkrank import scope_patterns
+from readfirst.proposers.forks import ForksProposer
 from readfirst.proposers.patches import PatchesProposer
+from readfirst.vcs.apply import ApplyError, apply_candidate
+from readfirst.vcs.competitors import REF_PREFIX, PathMapper
 
 
 def with_research(research: str) -> str:

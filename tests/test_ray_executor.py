@@ -188,9 +188,9 @@ def test_preimage_blobs_travel_with_the_candidate(tmp_path: Path) -> None:
 @pytest.mark.skipif("make_executor" not in LOOP_PY.read_text(),
                     reason="the loop does not honour [executor] yet")
 def test_demo_on_ray_reaches_the_local_verdicts(cluster: dict[str, object]) -> None:
-    from readfirst.core.target import Target
     from readfirst.frontends.demo import make_demo
     from readfirst.loop.loop import LoopOptions, run_loop
+    from readfirst.vcs.workspace import target_at
 
     tmp = cluster["tmp"]
     assert isinstance(tmp, Path)
@@ -199,7 +199,7 @@ def test_demo_on_ray_reaches_the_local_verdicts(cluster: dict[str, object]) -> N
     # noise checks off: the local executor (whose verdicts these are) does not run them
     toml.write_text(toml.read_text() + '\n[executor]\nkind = "ray"\nper_node = 2\n'
                     f'noise_check = false\nnode_cache = "{tmp / "demo-cache"}"\n')
-    summary = run_loop(Target.at(target), load_spec(target),
+    summary = run_loop(target_at(target), load_spec(target),
                        LoopOptions(proposer="forks", workers=2))
     verdicts = {e["title"]: e["verdict"] for e in summary["experiments"]
                 if e["kind"] == "explore" and e["status"] != "skipped"}

@@ -325,7 +325,7 @@ def test_no_kept_means_no_stars_and_no_zero_cost(summary: dict[str, Any], tmp_pa
 
 
 def test_status_table_one_notation_with_the_level_in_the_header(summary: dict[str, Any]) -> None:
-    """Every change in readfirst's notation (render.format_change): percent, CI in percent,
+    """Every change in readfirst's notation (notation.format_change): percent, CI in percent,
     "~" where not significant; one shared CI level goes in the header, rows fit 80 columns."""
     for e in summary["experiments"]:
         if e["ratio"] is not None:

@@ -18,10 +18,11 @@ from conftest import TOML, commit, git, make_target, write
 
 from readfirst.core.config import Spec, load_spec
 from readfirst.proposers import ProposerContext
-from readfirst.proposers.forks import REF_PREFIX, ForksProposer
+from readfirst.proposers.forks import ForksProposer
 from readfirst.research import Finding, ResearchContext, Site
 from readfirst.research.forks_github import ForkDiscoverySource, github_repo, next_link
 from readfirst.research.history import HistorySource, parse_patch, perf_cues
+from readfirst.vcs.competitors import REF_PREFIX
 
 DATA = Path(__file__).parent / "data" / "http" / "github"
 API = "https://api.github.com"

@@ -11,7 +11,6 @@ import pytest
 
 from readfirst.core.config import Spec
 from readfirst.core.errors import ConfigError
-from readfirst.core.target import Target
 from readfirst.research import ResearchContext
 from readfirst.research.brief import ResearchStore
 from readfirst.research.orchestrate import (
@@ -19,11 +18,11 @@ from readfirst.research.orchestrate import (
     research_after_landing,
     research_target,
 )
-from readfirst.research.profile import from_stacks, perf_stacks, static_inclusive
-from readfirst.research.run import hot_functions, rank_hypotheses, run_research
+from readfirst.research.profile import from_stacks, hot_functions, perf_stacks, static_inclusive
+from readfirst.research.run import rank_hypotheses, run_research
 from readfirst.research.siblings import SiblingBackendsSource
 from readfirst.store.journal import Journal
-from readfirst.vcs.workspace import Workspace
+from readfirst.vcs.workspace import Workspace, target_at
 from tests.conftest import commit, git, write
 
 
@@ -285,7 +284,7 @@ def test_verdicts_history_and_refresh_after_landing(tmp_path: Path) -> None:
     write(tmp_path, "src/a.c", MULTIPASS)
     write(tmp_path, "src/b.c", MULTIPASS.replace("scale_copy", "scale_copy2"))
     first = commit(tmp_path, "two kernels")
-    target, spec = Target.at(tmp_path), Spec.model_validate(
+    target, spec = target_at(tmp_path), Spec.model_validate(
         {**__import__("tomllib").loads(TOML)})
     r1 = research_target(target, spec, offline=True, profile=False)
     titles = [h.title for h in r1.hypotheses]

@@ -16,10 +16,11 @@ import click
 import pytest
 from conftest import BASE_WORK, TOML, commit, git, make_target, params, run_cli, write
 
-from readfirst.core.candidate import ApplyError, Candidate, apply_candidate
+from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
 from readfirst.frontends.cli import WORKFLOW_ORDER, cli
 from readfirst.measure.metrics import parse_metrics
+from readfirst.vcs.apply import ApplyError, apply_candidate
 
 # --- init finds the benchmark a project has -----------------------------------------------
 

@@ -19,8 +19,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from readfirst.core import constants as C
+from readfirst.core.config_tables import API_KINDS, AgentConfig, check_table
 from readfirst.core.errors import ConfigError
-from readfirst.measure.metrics import available_formats
+from readfirst.core.formats import available_formats
 
 CONFIG_FILE = "readfirst.toml"
 # Sections that later stages read; accepted here so one file serves the whole tool.
@@ -155,8 +156,6 @@ def _load_toml(path: Path) -> Spec:
 
 def _check_tables(path: Path, text: str, data: dict[str, Any]) -> None:
     """The [executor], [research], [agent] and [loop] tables against their typed models."""
-    from readfirst.core.config_tables import check_table
-
     for name in RESERVED_SECTIONS:
         table = data.get(name)
         problem = check_table(name, table) if isinstance(table, dict) else None
@@ -279,3 +278,21 @@ def _check_executable(root: Path, spec: Spec) -> None:
                     f"{spec.source}: [target] {key}: {prog} is not executable "
                     f"(chmod +x {prog})"
                 )
+
+
+def load_agent(spec: Spec, source: str = "readfirst.toml") -> AgentConfig:
+    if not spec.agent:
+        raise ConfigError(f"{source}: no [agent] table (kind = \"openai\" | \"anthropic\" | "
+                          "\"claude-code\" | \"codex\" | \"aider\" | \"command\")")
+    try:
+        cfg = AgentConfig.model_validate(spec.agent)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "agent"
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: [agent] {key}: {msg}") from None
+    if cfg.kind in API_KINDS and not cfg.model:
+        raise ConfigError(f"{source}: [agent] model: required for kind = {cfg.kind!r}")
+    if cfg.kind == "command" and not cfg.command:
+        raise ConfigError(f"{source}: [agent] command: required for kind = 'command'")
+    return cfg

@@ -117,9 +117,9 @@ def main() -> None:
 
 
 def _load(directory: Path) -> tuple[Any, Spec]:
-    from readfirst.core.target import Target
+    from readfirst.vcs.workspace import target_at
 
-    target = Target.at(directory)
+    target = target_at(directory)
     return target, load_spec(target.root)
 
 
@@ -278,17 +278,17 @@ def demo(directory: Path | None, workers: int, as_json: bool) -> None:
     Copies the demo target and a competing fork to a temp dir, researches it and runs the
     loop; prints where the report is.
     """
-    from readfirst.core.target import Target
     from readfirst.frontends.demo import make_demo
     from readfirst.loop.loop import LoopOptions, run_loop
     from readfirst.research.orchestrate import research_target
+    from readfirst.vcs.workspace import target_at
 
     target_dir, fork = make_demo(directory)
     say = _say(as_json)
     if not as_json:
         out.print(f"demo target: {target_dir}\ncompeting fork: {fork}\n", markup=False)
     spec = _sandboxed(load_spec(target_dir), False)
-    target = Target.at(target_dir)
+    target = target_at(target_dir)
     say("research (offline): profile, memory bandwidth, fork commits, multi-pass code ...")
     found = research_target(target, spec, offline=True)
     say(f"research: {len(found.hypotheses)} hypotheses; "
@@ -438,12 +438,11 @@ def _thinking(proposer: str | None, resume: bool, target: Any) -> bool:
 
 
 def _loop_summary(directory: Path, run_id: str | None) -> dict[str, Any]:
-    from readfirst.core.target import Target
     from readfirst.store.journal import Journal
     from readfirst.store.loop_journal import LoopLog
-    from readfirst.vcs.workspace import Workspace
+    from readfirst.vcs.workspace import Workspace, target_at
 
-    ws = Workspace(Target.at(directory).root)
+    ws = Workspace(target_at(directory).root)
     if not ws.journal_path.exists():
         raise ConfigError(f"{ws.state}: no journal yet (run `readfirst run` first)")
     journal = Journal(ws.journal_path)
@@ -502,10 +501,10 @@ def clean(directory: Path, with_branches: bool) -> None:
 
     The journal, logs and reports stay. Refused while a run is in progress.
     """
-    from readfirst.core.target import Target
     from readfirst.frontends.housekeeping import clean_target
+    from readfirst.vcs.workspace import target_at
 
-    for line in clean_target(Target.at(directory), with_branches):
+    for line in clean_target(target_at(directory), with_branches):
         out.print(line, markup=False)
 
 

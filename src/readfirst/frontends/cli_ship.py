@@ -67,14 +67,13 @@ def status(directory: Path, run_id: str | None, watch: bool, as_json: bool) -> N
 @run_id_option
 def report(directory: Path, run_id: str | None) -> None:
     """Write a run's Markdown and self-contained HTML report."""
-    from readfirst.core.target import Target
     from readfirst.frontends.cli import _loop_summary
     from readfirst.report import write_report
     from readfirst.report.view import connect_read_only, hypotheses, machine, samples_by_seq
-    from readfirst.vcs.workspace import Workspace
+    from readfirst.vcs.workspace import Workspace, target_at
 
     summary = _loop_summary(directory, run_id)
-    ws = Workspace(Target.at(directory).root)
+    ws = Workspace(target_at(directory).root)
     db = connect_read_only(ws.journal_path)
     try:
         samples = samples_by_seq(db, summary["run_id"])
@@ -184,11 +183,11 @@ def dashboard(directory: Path, run_id: str | None, host: str, port: int) -> None
     experiments progress; the latest run is followed unless --run names one.
     """
     from readfirst.core.errors import ConfigError
-    from readfirst.core.target import Target
     from readfirst.frontends.cli import err
     from readfirst.frontends.dashboard import bind, make_app, serve
+    from readfirst.vcs.workspace import target_at
 
-    root = Target.at(directory).root
+    root = target_at(directory).root
     journal = root / C.STATE_DIR / C.JOURNAL_FILE
     if not journal.is_file():
         raise ConfigError(f"{journal.parent}: no journal yet (run `readfirst run` first)")

@@ -28,19 +28,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
 
-from readfirst.core.candidate import COMMIT_IDENTITY, ApplyError, Candidate, apply_candidate
+from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec, load_spec
 from readfirst.core.errors import ConfigError, ReadfirstError
-from readfirst.core.target import Target
-from readfirst.frontends.render import format_result_change
+from readfirst.core.notation import format_result_change
 from readfirst.measure.compare import compare
 from readfirst.measure.process import kill_all_live
-from readfirst.proposers.forks import (
-    DEFAULT_MAX_COMMITS,
-    competitors_for,
-    fetch,
-)
-from readfirst.proposers.triage import list_fork_commits
 from readfirst.report import write_report
 from readfirst.report.status import status_rows
 from readfirst.research import Finding, ResearchContext
@@ -51,7 +44,10 @@ from readfirst.research.run import load_source
 from readfirst.store.journal import Journal
 from readfirst.store.loop_journal import LoopLog
 from readfirst.vcs import gitcli
-from readfirst.vcs.workspace import Workspace
+from readfirst.vcs.apply import ApplyError, apply_candidate
+from readfirst.vcs.competitors import DEFAULT_MAX_COMMITS, competitors_for, fetch, list_fork_commits
+from readfirst.vcs.gitcli import COMMIT_IDENTITY
+from readfirst.vcs.workspace import Workspace, target_at
 
 SLOT = "mcp"
 REF_PREFIX = "refs/readfirst/mcp/"  # keeps measured patch commits from garbage collection
@@ -154,7 +150,7 @@ class Toolbox:
     """The tools, as plain methods over one target (the MCP layer only wraps them)."""
 
     def __init__(self, directory: Path) -> None:
-        self.target = Target.at(directory)
+        self.target = target_at(directory)
         self.ws = Workspace(self.target.root)
         self.lock = threading.Lock()  # one working-tree-changing tool at a time
         load_spec(self.target.root)  # a bad config ends `readfirst mcp` before it serves

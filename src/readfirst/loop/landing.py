@@ -9,12 +9,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from readfirst.core.candidate import COMMIT_IDENTITY, Candidate, apply_candidate
+from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
+from readfirst.core.notation import format_result_change
 from readfirst.core.target import Target
-from readfirst.frontends.render import format_result_change
 from readfirst.loop.executors import JobResult
 from readfirst.vcs import gitcli
+from readfirst.vcs.apply import apply_candidate
+from readfirst.vcs.gitcli import COMMIT_IDENTITY
 from readfirst.vcs.workspace import Workspace
 
 

@@ -24,8 +24,8 @@ from typing import Any
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
 from readfirst.core.constants import PROPOSE_WHILE_LANDING_IDLE_SHARE
+from readfirst.core.notation import format_result_change
 from readfirst.core.target import Target
-from readfirst.frontends.render import format_result_change
 from readfirst.loop import loop_setup
 from readfirst.loop import loop_workers as lw
 from readfirst.loop.executors import Executor, Job, JobResult

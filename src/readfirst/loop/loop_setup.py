@@ -239,7 +239,8 @@ def repair_of(proposer: Proposer, ctx: ProposerContext, spec: Spec, cand: Candid
 
 
 def _repair_attempts(spec: Spec) -> int:
-    from readfirst.proposers.agents.config import AgentConfig, load_agent
+    from readfirst.core.config import load_agent
+    from readfirst.core.config_tables import AgentConfig
 
     if not spec.agent:
         return int(AgentConfig.model_fields["repair_attempts"].default)

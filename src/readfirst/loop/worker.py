@@ -20,17 +20,17 @@ import traceback
 from pathlib import Path
 
 from readfirst.core import constants as C
-from readfirst.core.candidate import ApplyError, Candidate, apply_candidate
+from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
 from readfirst.core.errors import BaseFailedError
 from readfirst.core.fsutil import atomic_write
-from readfirst.core.target import Target
 from readfirst.loop.executors import Job, JobResult
 from readfirst.loop.executors.local import die_with_the_loop
 from readfirst.measure.compare import bench, compare
 from readfirst.measure.sandbox import probe
 from readfirst.store.progress import ProgressBoard
-from readfirst.vcs.workspace import Workspace
+from readfirst.vcs.apply import ApplyError, apply_candidate
+from readfirst.vcs.workspace import Workspace, target_at
 
 
 def run_job(job: Job, worker: str) -> JobResult:
@@ -50,7 +50,7 @@ def run_job(job: Job, worker: str) -> JobResult:
 
 
 def _run_job(job: Job, worker: str, spec: Spec, cand: Candidate) -> JobResult:
-    target = Target.at(Path(job.target_root))
+    target = target_at(Path(job.target_root))
     ws = Workspace(target.root)
     ws.ensure()
     slots = (f"{worker}-base", f"{worker}-cand")

@@ -13,8 +13,8 @@ from typing import Any
 from readfirst.core import constants as C
 from readfirst.core.config import Spec
 from readfirst.core.errors import BaseFailedError, ConfigError
+from readfirst.core.notation import format_change
 from readfirst.core.target import Target
-from readfirst.frontends.render import format_change
 from readfirst.measure.buildreuse import base_build, seed_candidate
 from readfirst.measure.guards import (
     Refusal,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from readfirst.core import constants as C
-from readfirst.frontends.render import format_change
+from readfirst.core.notation import format_change
 from readfirst.measure.stats import (
     RatioTest,
     SequentialResult,

@@ -18,7 +18,8 @@ class AgentProposer:
 
     def _delegate(self, ctx: ProposerContext):  # type: ignore[no-untyped-def]
         if self._inner is None:
-            from readfirst.proposers.agents.config import API_KINDS, load_agent
+            from readfirst.core.config import load_agent
+            from readfirst.core.config_tables import API_KINDS
 
             cfg = load_agent(ctx.spec)
             if cfg.kind in API_KINDS:

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from readfirst.core.candidate import Candidate
+from readfirst.core.config import load_agent
+from readfirst.core.config_tables import AgentConfig
 from readfirst.core.constants import JOURNAL_FILE
 from readfirst.core.errors import ConfigError
 from readfirst.measure.guards import check_changes
 from readfirst.measure.process import StepResult, run_step
 from readfirst.measure.sandbox import Policy, policy_for, probe, step_env
 from readfirst.proposers import BudgetExceeded, ProposerContext
-from readfirst.proposers.agents.config import AgentConfig, load_agent
 from readfirst.vcs import gitcli
 from readfirst.vcs.workspace import Workspace
 

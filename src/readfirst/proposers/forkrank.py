@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from readfirst.core.candidate import Candidate
-from readfirst.measure.guards import matches
+from readfirst.core.globs import matches
 from readfirst.proposers.archcheck import BuildInfo, read_build
 from readfirst.proposers.rank import (
     Rank,
@@ -23,20 +23,20 @@ from readfirst.proposers.rank import (
     read_signals,
 )
 from readfirst.proposers.stack import Offer, Stacker
-from readfirst.proposers.triage import (
-    CAPPED,
-    EMPTY,
+from readfirst.proposers.triage import CAPPED, EMPTY, SkipTally, sort_commit
+from readfirst.vcs import gitcli
+from readfirst.vcs.competitors import (
+    CannotPort,
+    Competitor,
     ForkCommit,
-    SkipTally,
+    PathMapper,
     commit_diff,
     list_fork_commits,
-    sort_commit,
+    repo_scope,
 )
-from readfirst.vcs import gitcli
 
 if TYPE_CHECKING:
     from readfirst.proposers import ProposerContext
-    from readfirst.proposers.forks import Competitor, PathMapper
 
 BRIEF_START = "<!-- readfirst:fork-ranking -->"
 BRIEF_END = "<!-- /readfirst:fork-ranking -->"
@@ -57,10 +57,13 @@ class _Ready:
     rank: Rank
 
 
+def scope_patterns(ctx: ProposerContext) -> list[str]:
+    """The target's scope as repo-relative patterns; empty means everything."""
+    return repo_scope(ctx.spec.target.scope, ctx.rel)
+
+
 def port_competitor(ctx: ProposerContext, comp: Competitor, cap: int,
                     signals: Signals | None = None, build: BuildInfo | None = None) -> Ported:
-    from readfirst.proposers.forks import PathMapper, scope_patterns
-
     out = Ported()
     commits, shared = list_fork_commits(ctx.repo, ctx.baseline, comp.ref)
     scope = scope_patterns(ctx) or ([f"{ctx.rel.rstrip('/')}/**"] if ctx.rel else [])
@@ -111,8 +114,6 @@ def _cid(comp: Competitor, sha: str) -> str:
 def _offers(ctx: ProposerContext, comp: Competitor, commits: list[ForkCommit],
             in_scope: Callable[[str], bool], mapper: PathMapper | None, tally: SkipTally,
             skipped: list[tuple[str, str, str]]) -> list[Offer]:
-    from readfirst.proposers.forks import _Skip
-
     offers: list[Offer] = []
     for order, fc in enumerate(commits):
         cid, title = _cid(comp, fc.sha), fc.subject or fc.sha[:12]
@@ -128,7 +129,7 @@ def _offers(ctx: ProposerContext, comp: Competitor, commits: list[ForkCommit],
                 diff = mapper.diff(fc.parent, fc.sha, st.paths)
             else:
                 diff = commit_diff(ctx.repo, fc.parent, fc.sha, st.paths if st.dropped else None)
-        except _Skip as s:
+        except CannotPort as s:
             skipped.append((cid, title, str(s)))
             continue
         except gitcli.GitError as e:

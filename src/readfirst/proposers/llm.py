@@ -20,27 +20,30 @@ from typing import Any
 from pydantic import ValidationError
 
 from readfirst.core.candidate import Candidate
+from readfirst.core.config import load_agent
+from readfirst.core.config_tables import AgentConfig
 from readfirst.core.constants import JOURNAL_FILE
-from readfirst.measure.guards import check_changes
-from readfirst.proposers import ProposerContext
-from readfirst.proposers.agents.config import AgentConfig, load_agent
-from readfirst.proposers.agents.edits import EditError, TargetFiles, apply_edits
-from readfirst.proposers.agents.llm import (
-    SYSTEM,
+from readfirst.llm.clients import (
     Completion,
-    HypothesesOut,
-    HypothesisOut,
     LLMClient,
     LLMError,
-    ReviewOut,
     api_key_of,
     extract_json,
+    make_client,
+    scrub,
+)
+from readfirst.measure.guards import check_changes
+from readfirst.proposers import ProposerContext
+from readfirst.proposers.edits import EditError, TargetFiles, apply_edits
+from readfirst.proposers.prompts import (
+    SYSTEM,
+    HypothesesOut,
+    HypothesisOut,
+    ReviewOut,
     hypotheses_prompt,
     implement_prompt,
-    make_client,
     repair_prompt,
     review_prompt,
-    scrub,
 )
 from readfirst.research.brief import ResearchStore
 from readfirst.research.diagnosis import hotspot_names

@@ -1,87 +1,20 @@
 """Triage of a fork's commits before any worker is spent on them.
 
-One `git log --raw` lists every divergent commit with the files it changes (trees only: no
-blob is read, so a partial clone's missing blobs cannot stop the listing). Each commit is then
-sorted: nothing in scope (skipped, counted per reason), in scope only (offered), in scope plus
-non-code elsewhere (offered restricted to its in-scope part, noted), in scope plus code
-elsewhere (skipped: porting half of it would not be that commit).
+`vcs.competitors.list_fork_commits` lists every divergent commit with the files it changes
+(one `git log --raw`). Each commit is then sorted: nothing in scope (skipped, counted per
+reason), in scope only (offered), in scope plus non-code elsewhere (offered restricted to its
+in-scope part, noted), in scope plus code elsewhere (skipped: porting half of it would not be
+that commit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from readfirst.core import constants as C
-from readfirst.measure.guards import matches
-from readfirst.vcs import gitcli
-
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-SUBMODULE_MODE = "160000"
-_LOG_FORMAT = "--format=%x1e%m%x1f%H%x1f%P%x1f%s%x1f%b%x1f"
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """One entry of `git log --raw`: a file a commit adds, modifies or deletes."""
-
-    status: str  # A, M, D, T
-    old_mode: str
-    new_mode: str
-    old_blob: str
-    new_blob: str
-    path: str  # repo-relative; undecodable bytes kept as surrogate escapes
-
-    @property
-    def submodule(self) -> bool:
-        return SUBMODULE_MODE in (self.old_mode, self.new_mode)
-
-    @property
-    def utf8_path(self) -> bool:
-        try:
-            self.path.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-
-
-@dataclass(frozen=True)
-class ForkCommit:
-    mark: str  # git log --cherry-mark: "=" when a patch-equivalent commit is in the baseline
-    sha: str
-    parent: str  # first parent, or the empty tree for a root commit
-    subject: str
-    body: str
-    files: tuple[FileChange, ...] = ()
-
-
-def list_fork_commits(repo: Path, baseline: str, ref: str) -> tuple[list[ForkCommit], bool]:
-    """The non-merge commits of `ref` the baseline lacks, oldest first, each with the files it
-    changes, and whether the two share history (without a merge-base, all of `ref`)."""
-    base = gitcli.git(repo, "merge-base", baseline, ref, check=False).strip()
-    rng = ["--cherry-mark", "--right-only", f"{baseline}...{ref}"] if base else [ref]
-    raw = gitcli.git_bytes(repo, "-c", "core.quotePath=false", "log", "-z", "--no-merges",
-                           "--reverse", "--raw", "--no-renames", "--no-abbrev", _LOG_FORMAT,
-                           *rng)
-    return [_parse_commit(chunk) for chunk in raw.split(b"\x1e")[1:]], bool(base)
-
-
-def _parse_commit(chunk: bytes) -> ForkCommit:
-    head, _, rest = chunk.partition(b"\x1f\x00")
-    fields = head.decode("utf-8", "replace").split("\x1f")
-    mark, sha, parents, subject, body = (fields + [""] * 5)[:5]
-    parent = parents.split()[0] if parents.split() else EMPTY_TREE
-    parts = rest.lstrip(b"\n").split(b"\x00")
-    files: list[FileChange] = []
-    for meta, path in zip(parts[0::2], parts[1::2], strict=False):
-        bits = meta.lstrip(b"\n").decode("ascii", "replace").lstrip(":").split()
-        if len(bits) != 5:
-            continue
-        files.append(FileChange(bits[4][:1], bits[0], bits[1], bits[2], bits[3],
-                                path.decode("utf-8", "surrogateescape")))
-    return ForkCommit(mark, sha, parent, subject.strip(), body, tuple(files))
-
+from readfirst.core.globs import matches
+from readfirst.vcs.competitors import ForkCommit
 
 # --- sorting one commit -------------------------------------------------------------------
 
@@ -154,13 +87,3 @@ class SkipTally:
         return out
 
 
-def commit_diff(repo: Path, parent: str, sha: str, paths: list[str] | None = None) -> str:
-    """The commit's change (restricted to `paths` when given) with full blob ids, so that
-    `apply --3way` merges it like cherry-pick would. Plumbing, so user diff settings do not
-    leak in. GitError when git cannot read an object (`gitcli.cannot_read` says which);
-    UnicodeDecodeError when not UTF-8."""
-    spec = ["--", *paths] if paths else []
-    out = gitcli.git_bytes(repo, "-c", "core.quotePath=false", "diff-tree", "-p", "--binary",
-                           "--full-index", "--no-renames", parent, sha, *spec,
-                           env={"GIT_LITERAL_PATHSPECS": "1"})
-    return out.decode("utf-8")

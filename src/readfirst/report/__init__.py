@@ -15,16 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from readfirst.core.fsutil import atomic_write
-from readfirst.frontends.render import format_result_change
-from readfirst.report.status import (
-    PENDING,
-    better,
-    duration,
-    experiments,
-    num,
-    result_label,
-    seconds_str,
-)
+from readfirst.core.notation import format_result_change, seconds_str
+from readfirst.report.status import PENDING, better, duration, experiments, num, result_label
 
 __all__ = ["build_context", "funnel", "write_report"]
 

@@ -10,7 +10,7 @@ import math
 from html import escape
 from typing import Any
 
-from readfirst.frontends.render import format_result_change
+from readfirst.core.notation import format_result_change
 from readfirst.report.status import experiments
 
 # One colour per result; "kept" is drawn as a star. Inconclusive is amber, never green.

@@ -12,15 +12,25 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from readfirst.frontends.render import (
-    VERDICT_STYLE,
+from readfirst.core.notation import (
     format_level,
     format_result_change,
     result_significant,
+    seconds_str,
     shared_ci_level,
 )
 
 PENDING = ("queued", "running")
+VERDICT_STYLE = {
+    "improved": "bold green",
+    "regressed": "bold red",
+    "no_change": "bold",
+    "inconclusive": "bold yellow",
+    "checks_failed": "bold red",
+    "refused": "bold magenta",
+    "crash": "bold red",
+    "suspect": "bold magenta",
+}
 
 
 def num(x: float | None, decimals: int | None = None) -> str:
@@ -70,17 +80,6 @@ def duration(exp: dict[str, Any]) -> float | None:
         return max(0.0, end - start)
     total = (exp.get("timings") or {}).get("total")
     return float(total) if total is not None else None
-
-
-def seconds_str(s: float | None) -> str:
-    """Human duration: "11.6 s", "1 m 40 s", "2 h 03 m"."""
-    if s is None:
-        return "–"
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        return f"{int(s // 60)} m {int(s % 60):02d} s"
-    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} m"
 
 
 def result_label(exp: dict[str, Any]) -> str:

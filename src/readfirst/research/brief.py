@@ -13,6 +13,7 @@ from typing import Any
 
 from readfirst.core.fsutil import atomic_write
 from readfirst.research import Hypothesis, Site
+from readfirst.research.profile import hot_functions
 from readfirst.research.run import ResearchResult
 from readfirst.store.journal import Journal
 
@@ -116,7 +117,6 @@ def _profile_table(result: ResearchResult) -> list[str]:
     """The profile's top functions: inclusive and self shares, and the hypotheses (by rank)
     whose sites are in each."""
     from readfirst.research.ranking import plain
-    from readfirst.research.run import hot_functions
 
     d = result.diagnosis or {}
     own = {plain(str(t["function"])): float(t["share"]) for t in d.get("top_functions") or []}

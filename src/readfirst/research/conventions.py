@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from readfirst.core.errors import ConfigError
-from readfirst.measure.guards import matches
+from readfirst.core.globs import matches
 from readfirst.research import treesit as T
 
 MIN_SHARED = 3  # file stems two directories must share to be learned as siblings

@@ -19,16 +19,6 @@ from typing import Any
 import httpx
 
 from readfirst.core.errors import ConfigError
-from readfirst.proposers.forks import (
-    DEFAULT_MAX_COMMITS,
-    DISCOVERED_FILE,
-    Competitor,
-    PathMapper,
-    discovered_competitors,
-    fetch,
-    parse_competitors,
-)
-from readfirst.proposers.triage import list_fork_commits
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.research.cache import Cache, Response, Unavailable, make_client
 from readfirst.research.history import (
@@ -44,6 +34,16 @@ from readfirst.research.history import (
     to_root,
 )
 from readfirst.vcs import gitcli
+from readfirst.vcs.competitors import (
+    DEFAULT_MAX_COMMITS,
+    DISCOVERED_FILE,
+    Competitor,
+    PathMapper,
+    discovered_competitors,
+    fetch,
+    list_fork_commits,
+    parse_competitors,
+)
 
 API = "https://api.github.com"
 _GITHUB = re.compile(r"^(?:(?:https?|git|ssh)://(?:[^@/]+@)?(?:www\.)?github\.com(?::\d+)?/"

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from readfirst.core.errors import ConfigError
-from readfirst.measure.guards import matches
-from readfirst.proposers.forks import repo_scope
+from readfirst.core.globs import matches
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.vcs import gitcli
+from readfirst.vcs.competitors import repo_scope
 
 _I = re.IGNORECASE
 MESSAGE_CUES = [re.compile(p, _I) for p in (

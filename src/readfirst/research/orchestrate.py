@@ -17,7 +17,8 @@ from readfirst.research.brief import (
     render_brief,
     write_brief,
 )
-from readfirst.research.run import ResearchResult, hot_functions, run_research
+from readfirst.research.profile import hot_functions
+from readfirst.research.run import ResearchResult, run_research
 from readfirst.store.journal import Journal
 from readfirst.vcs import gitcli
 from readfirst.vcs.workspace import Workspace

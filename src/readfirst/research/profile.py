@@ -14,10 +14,13 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from readfirst.research.ranking import functions_of, plain
 from readfirst.vcs import gitcli
+
+if TYPE_CHECKING:
+    from readfirst.research.run import ResearchResult
 
 MAX_DEPTH = 6  # caller levels followed in the static call graph
 MAX_NAMES = 200  # sampled functions passed up (by self share)
@@ -155,3 +158,15 @@ def inclusive_rows(diag: dict[str, Any], workdir: Path, all_self: list[dict[str,
     diag["inclusive"] = [{"function": f, "share": round(s, 2)} for f, s in rows[:KEEP]]
     diag["inclusive_method"] = method
     diag["profiled"] = [f for f, s in rows if s > 0][:5000]
+
+
+def hot_functions(result: ResearchResult | dict[str, Any], n: int = 15,
+                  ) -> list[tuple[str, float]]:
+    """The profile's hottest functions with their inclusive share of samples (percent, through
+    callees; self shares when the profile has no call stacks), hottest first. Takes a
+    ResearchResult or its `to_dict()`."""
+    diag = result.get("diagnosis") if isinstance(result, dict) else result.diagnosis
+    rows = (diag or {}).get("inclusive") or (diag or {}).get("top_functions") or []
+    out = [(str(r["function"]), float(r["share"])) for r in rows
+           if not str(r["function"]).startswith(("[", "<"))]
+    return out[:n]

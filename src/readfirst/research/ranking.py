@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from readfirst.core import constants as C
-from readfirst.measure.guards import matches
+from readfirst.core.globs import matches
 from readfirst.research import Finding, Hypothesis, Reference, Site
 from readfirst.research import treesit as T
 

@@ -153,18 +153,6 @@ def run_research(ctx: ResearchContext, *, only: list[str] | None = None,
     return ResearchResult(diagnosis, hypotheses, references, notes, sources)
 
 
-def hot_functions(result: ResearchResult | dict[str, Any], n: int = 15,
-                  ) -> list[tuple[str, float]]:
-    """The profile's hottest functions with their inclusive share of samples (percent, through
-    callees; self shares when the profile has no call stacks), hottest first. Takes a
-    ResearchResult or its `to_dict()`."""
-    diag = result.diagnosis if isinstance(result, ResearchResult) else result.get("diagnosis")
-    rows = (diag or {}).get("inclusive") or (diag or {}).get("top_functions") or []
-    out = [(str(r["function"]), float(r["share"])) for r in rows
-           if not str(r["function"]).startswith(("[", "<"))]
-    return out[:n]
-
-
 def _merge_duplicate_papers(findings: list[Finding]) -> None:
     """One paper found by arXiv and Semantic Scholar is one reference: keep the first id and
     re-point the citations of the others to it."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from readfirst.core.errors import ConfigError
 from readfirst.research import Hypothesis, Reference, ResearchContext, Site
+from readfirst.research.profile import hot_functions
 from readfirst.research.ranking import in_scope
 
 SCORE = 0.6  # below concrete code evidence with a profile share, above papers alone
@@ -53,7 +54,6 @@ def _evidence(refs: list[Reference], hyps: list[Hypothesis]) -> list[Reference]:
 
 def prompt(ctx: ResearchContext, diagnosis: dict[str, Any] | None, hyps: list[Hypothesis],
            offered: list[Reference], n: int) -> str:
-    from readfirst.research.run import hot_functions
 
     lines = ["# The target", f"Scope (the only files you may name as sites): "
              f"{', '.join(ctx.spec.target.scope) or 'the whole project'}.",
@@ -91,8 +91,9 @@ def _site(text: str) -> Site | None:
 def synthesize(ctx: ResearchContext, diagnosis: dict[str, Any] | None, hyps: list[Hypothesis],
                refs: list[Reference]) -> tuple[list[Hypothesis], list[str]]:
     """(cited hypotheses from the model, notes)."""
-    from readfirst.proposers.agents.config import API_KINDS, load_agent
-    from readfirst.proposers.agents.llm import LLMError, extract_json, make_client
+    from readfirst.core.config import load_agent
+    from readfirst.core.config_tables import API_KINDS
+    from readfirst.llm.clients import LLMError, extract_json, make_client
 
     if not ctx.spec.agent or ctx.spec.agent.get("kind") not in API_KINDS:
         return [], []

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from readfirst.core.errors import BudgetExceeded
-from readfirst.proposers.agents.llm import Completion, LLMClient, LLMError, scrub
+from readfirst.llm.clients import Completion, LLMClient, LLMError, scrub
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_calls (

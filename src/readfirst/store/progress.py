@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from readfirst.core import constants as C
+from readfirst.core.notation import format_result_change, seconds_str
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS progress (
@@ -47,7 +48,7 @@ class Estimate(BaseModel):
     ci_high: float
 
     def as_result(self) -> dict[str, float]:
-        """The fields `render.format_result_change` reads, with the live CI's level."""
+        """The fields `notation.format_result_change` reads, with the live CI's level."""
         return {"ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 "ci_level": C.LIVE_CI_LEVEL}
 
@@ -157,9 +158,6 @@ def live_states(db: sqlite3.Connection, loop_id: str, now: float | None = None
 def state_line(s: WorkerState) -> str:
     """`w0  #3 explore  benchmark rounds 7/30  +12.1 % [+9.0, +15.2] %  41.0 s  ETA ≤ 1 m 10 s
     rmsnorm: fuse ...`"""
-    from readfirst.frontends.render import format_result_change
-    from readfirst.report.status import seconds_str
-
     parts = [f"{s.worker}", f"#{s.seq} {s.kind}", s.stage]
     if s.rounds_max:
         parts[-1] += f" {s.rounds_done or 0}/{s.rounds_max}"

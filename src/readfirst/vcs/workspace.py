@@ -19,6 +19,7 @@ from pathlib import Path
 
 from readfirst.core.constants import JOURNAL_FILE, STATE_DIR
 from readfirst.core.errors import ConfigError
+from readfirst.core.target import Target
 from readfirst.vcs import gitcli
 
 # Space set aside when a run starts and given back on a fault (disk full), so the journal
@@ -28,6 +29,14 @@ RESERVE_BYTES = 256 * 1024
 
 # The state directory of the run this process holds (for the one-line fault message).
 _LAST_STATE: Path | None = None
+
+
+def target_at(path: Path) -> Target:
+    """The target at `path`: the directory, the git work tree around it, and the way between."""
+    root = path.resolve()
+    repo = gitcli.repo_root(root).resolve()
+    rel = root.relative_to(repo).as_posix()
+    return Target(root, repo, "" if rel == "." else rel)
 
 
 class Workspace:

@@ -44,15 +44,14 @@ import ray
 from ray.exceptions import TaskCancelledError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from readfirst.core.candidate import COMMIT_IDENTITY
 from readfirst.core.constants import KILL_GRACE_SECONDS
 from readfirst.core.errors import ConfigError
-from readfirst.core.target import Target
 from readfirst.loop.executors import Handle, Job, JobResult, warn_unsandboxed
 from readfirst.measure.process import end_process
 from readfirst.measure.proctree import kill_recorded_owner, record_owner
 from readfirst.vcs import gitcli
-from readfirst.vcs.workspace import Workspace
+from readfirst.vcs.gitcli import COMMIT_IDENTITY
+from readfirst.vcs.workspace import Workspace, target_at
 
 DEFAULT_RESOURCE = "readfirst_bench"
 DEFAULT_NODE_CACHE = "~/.cache/readfirst/ray"
@@ -96,7 +95,7 @@ class RayExecutor:
         if not isinstance(per_node, int) or per_node < 1:
             raise ConfigError(f"[executor] per_node: expected an integer >= 1, got {per_node!r}")
         self.node_cache = options.get("node_cache")
-        self.target = Target.at(workspace.repo)
+        self.target = target_at(workspace.repo)
         self._owns = False
         self._running: dict[int, _Running] = {}
         self._finished: dict[int, JobResult] = {}  # cancelled jobs, handed out once

@@ -27,10 +27,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from readfirst.core.candidate import COMMIT_IDENTITY, ApplyError, Candidate
+from readfirst.core.candidate import Candidate
 from readfirst.core.errors import ConfigError
 from readfirst.loop.executors import Handle, Job, JobResult, warn_unsandboxed
 from readfirst.vcs import gitcli
+from readfirst.vcs.apply import ApplyError
+from readfirst.vcs.gitcli import COMMIT_IDENTITY
 
 TEMPLATE = "sky_task.yaml.j2"
 MANIFEST = ".readfirst-files"  # the archive's file list (NUL-separated), all the VM trusts

@@ -1,15 +1,16 @@
 """Turn a benchmark's output into named metrics: `parse_metrics(fmt, text) -> {name: value}`.
 
-Built-in formats are listed in FORMATS; more can be added by a distribution that registers a
-callable `(text: str) -> dict[str, float]` under the entry-point group
+Built-in formats are listed in `core.formats.FORMATS`; more can be added by a distribution that
+registers a callable `(text: str) -> dict[str, float]` under the entry-point group
 "readfirst.metric_formats" (the entry point's name is the format name).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 
+from readfirst.core.formats import FORMATS, available_formats, plugin_formats
 from readfirst.measure.metrics import (
     go_bench,
     google_benchmark,
@@ -20,25 +21,10 @@ from readfirst.measure.metrics import (
 )
 from readfirst.measure.metrics._common import MetricParseError, as_finite, is_number
 
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "FORMATS",
-    "MetricParseError",
-    "available_formats",
-    "parse_metrics",
-]
+__all__ = ["MetricParseError", "parse_metrics"]
 
 MetricParser = Callable[[str], dict[str, float]]
 
-FORMATS: tuple[str, ...] = (
-    "metric-lines",
-    "llama-bench-json",
-    "hyperfine-json",
-    "pytest-benchmark-json",
-    "google-benchmark-json",
-    "go-bench",
-)
-ENTRY_POINT_GROUP = "readfirst.metric_formats"
 
 _BUILTIN: dict[str, MetricParser] = {
     metric_lines.FORMAT: metric_lines.parse,
@@ -51,20 +37,6 @@ _BUILTIN: dict[str, MetricParser] = {
 assert tuple(_BUILTIN) == FORMATS
 
 
-def _plugins() -> dict[str, EntryPoint]:
-    """Entry points of the plugin group by name; built-in names cannot be overridden."""
-    found: dict[str, EntryPoint] = {}
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name not in _BUILTIN:
-            found.setdefault(entry_point.name, entry_point)
-    return found
-
-
-def available_formats() -> tuple[str, ...]:
-    """FORMATS, then the names of installed plugin formats (sorted)."""
-    return FORMATS + tuple(sorted(_plugins()))
-
-
 def parse_metrics(fmt: str, text: str) -> dict[str, float]:
     """Metric name -> value, in the order the metrics appear in the output.
 
@@ -74,7 +46,7 @@ def parse_metrics(fmt: str, text: str) -> dict[str, float]:
     parser = _BUILTIN.get(fmt)
     if parser is not None:
         return parser(text)
-    entry_point = _plugins().get(fmt)
+    entry_point = plugin_formats().get(fmt)
     if entry_point is None:
         raise MetricParseError(
             f"unknown metric format {fmt!r}; expected one of: {', '.join(available_formats())}"

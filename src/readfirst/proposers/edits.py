@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from readfirst.measure.guards import matches
+from readfirst.core.globs import matches
 from readfirst.vcs import gitcli
 
 _SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\s*$")

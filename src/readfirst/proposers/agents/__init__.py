@@ -1,1 +1,0 @@
-"""Agents: LLM API clients and coding-agent CLIs that turn research into candidates."""
