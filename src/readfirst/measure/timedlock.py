@@ -85,7 +85,7 @@ def _open(path: Path) -> int:
 def _acquire(path: Path, max_wait: float) -> tuple[int, float]:
     """The locked file's descriptor and the seconds spent waiting for it."""
     started = time.monotonic()
-    logged = False
+    logged = confirmed = False
     delay = 0.005
     fd = _open(path)
     while True:
@@ -110,7 +110,13 @@ def _acquire(path: Path, max_wait: float) -> tuple[int, float]:
             print(f"readfirst: waiting for the timed-runs lock {path}, held by "
                   f"{_describe(holder)}", file=sys.stderr, flush=True)
             logged = True
-        if (waited > max_wait and grace <= 0) or waited > C.TIMED_LOCK_MAX_WAIT:
+        overdue = (waited > max_wait and grace <= 0) or waited > C.TIMED_LOCK_MAX_WAIT
+        if not overdue:
+            confirmed = False
+        elif not confirmed:  # the holder may have let go since: try once more, now
+            confirmed = True
+            continue
+        else:
             os.close(fd)
             raise LockTimeout(
                 f"no timed run possible: the timed-runs lock {path} was held by "
