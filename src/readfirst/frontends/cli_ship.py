@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from readfirst.core import constants as C
+from readfirst.frontends.cli_common import err, load_target, loop_summary, out, progress_view
 from readfirst.frontends.cli_options import example, json_option, run_id_option, target_option
 
 
@@ -23,16 +24,15 @@ from readfirst.frontends.cli_options import example, json_option, run_id_option,
 @json_option
 def status(directory: Path, run_id: str | None, watch: bool, as_json: bool) -> None:
     """Each experiment of a run: result, change, CI, time."""
-    from readfirst.frontends.cli import _loop_summary, out
     from readfirst.frontends.live import read_states
     from readfirst.frontends.live import watch as follow
     from readfirst.report.status import status_rows, status_table
 
-    summary = _loop_summary(directory, run_id)
+    summary = loop_summary(directory, run_id)
     journal = Path(summary["target"]) / C.STATE_DIR / C.JOURNAL_FILE
     if watch and not as_json:
         try:
-            summary = follow(out, journal, lambda: _loop_summary(directory, summary["run_id"]),
+            summary = follow(out, journal, lambda: loop_summary(directory, summary["run_id"]),
                              status_table)
         except KeyboardInterrupt:  # stops watching; the run itself goes on
             return
@@ -67,12 +67,11 @@ def status(directory: Path, run_id: str | None, watch: bool, as_json: bool) -> N
 @run_id_option
 def report(directory: Path, run_id: str | None) -> None:
     """Write a run's Markdown and self-contained HTML report."""
-    from readfirst.frontends.cli import _loop_summary
     from readfirst.report import write_report
     from readfirst.report.view import connect_read_only, hypotheses, machine, samples_by_seq
     from readfirst.vcs.workspace import Workspace, target_at
 
-    summary = _loop_summary(directory, run_id)
+    summary = loop_summary(directory, run_id)
     ws = Workspace(target_at(directory).root)
     db = connect_read_only(ws.journal_path)
     try:
@@ -94,10 +93,9 @@ def report(directory: Path, run_id: str | None) -> None:
               help="File to write (default: standard output).")
 def export(directory: Path, run_id: str | None, fmt: str, output: Path | None) -> None:
     """Export a run in another tool's format."""
-    from readfirst.frontends.cli import _loop_summary
     from readfirst.report.export import pi_jsonl
 
-    text = pi_jsonl(_loop_summary(directory, run_id))
+    text = pi_jsonl(loop_summary(directory, run_id))
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -130,7 +128,6 @@ def finalize(run_id: str | None, directory: Path, prefix: str, force: bool, remo
     and sources in the messages, and a PR description in Markdown.
     """
     from readfirst.core.errors import ConfigError
-    from readfirst.frontends.cli import _load, _loop_summary, _progress, err, out
     from readfirst.loop.finalize import finalize as run_finalize
     from readfirst.loop.finalize import open_prs, push, require_gh
     from readfirst.vcs.workspace import Workspace
@@ -139,8 +136,8 @@ def finalize(run_id: str | None, directory: Path, prefix: str, force: bool, remo
         raise ConfigError("--pr needs --push REMOTE (a pull request's branch must be pushed)")
     if open_pr:
         require_gh()
-    target, spec = _load(directory)
-    summary = _loop_summary(directory, run_id)
+    target, spec = load_target(directory)
+    summary = loop_summary(directory, run_id)
     if summary["status"] == "running":
         raise ConfigError(f"run {summary['run_id']} is still running; finalize it when done")
 
@@ -149,7 +146,7 @@ def finalize(run_id: str | None, directory: Path, prefix: str, force: bool, remo
             err.print(message, markup=False, highlight=False)
 
     # it rebuilds and re-measures: one run per target, like `run`, `compare` and `bench`
-    with Workspace(target.root).run_lock(), _progress(not as_json or err.is_terminal) as view:
+    with Workspace(target.root).run_lock(), progress_view(not as_json or err.is_terminal) as view:
         result = run_finalize(target, spec, summary, prefix=prefix, force=force,
                               progress=view.update, say=say)
     if remote:
@@ -183,7 +180,6 @@ def dashboard(directory: Path, run_id: str | None, host: str, port: int) -> None
     experiments progress; the latest run is followed unless --run names one.
     """
     from readfirst.core.errors import ConfigError
-    from readfirst.frontends.cli import err
     from readfirst.frontends.dashboard import bind, make_app, serve
     from readfirst.vcs.workspace import target_at
 

@@ -18,6 +18,7 @@ import click
 import numpy as np
 
 from readfirst.core import constants as C
+from readfirst.frontends.cli_common import out
 from readfirst.frontends.cli_options import example
 from readfirst.measure.samples import JUDGE_FORMATS, Series, read_side
 from readfirst.measure.stats import decide, median_ci, unpaired_ratio_test
@@ -109,6 +110,5 @@ def judge(old: Path, new: Path, fmt: str | None, alpha: float, threshold: float,
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        from readfirst.frontends.cli import out
 
         print_judge(out, result)
