@@ -11,7 +11,7 @@ from conftest import BASE_WORK, commit, make_target, params, run_cli, write
 
 from readfirst.core.config import load_spec
 from readfirst.core.errors import ConfigError
-from readfirst.core.globs import matches
+from readfirst.core.globs import matches, under
 from readfirst.measure.guards import check_changes
 
 
@@ -80,6 +80,38 @@ def test_glob_semantics() -> None:
     assert refusal.protected == ("tests/t.c",) and refusal.out_of_scope == ("Makefile",)
     assert check_changes(["src/a.c"], ["tests/**"], ["src/**"]) is None
     assert check_changes(["anything.c"], ["tests/**"], []) is None  # no scope: anywhere
+
+
+def test_globs_double_star_and_negation() -> None:
+    # `**` crosses directories at any depth, also zero of them; glued to a name it still does
+    assert matches("src/a/b/c/k.c", ["src/**/k.c"]) and matches("src/k.c", ["src/**/k.c"])
+    assert matches("lib/deep/x.c", ["**/*.c"]) and matches("x.c", ["**/*.c"])
+    assert matches("src/a/b.c", ["src/**.c"]) and not matches("src/a/b.h", ["src/**.c"])
+    # anchored at the top: a pattern without a slash is not a name at any depth
+    assert matches("bench.sh", ["bench.sh"]) and not matches("tools/bench.sh", ["bench.sh"])
+    # a later `!pattern` takes paths back out; the last matching pattern decides
+    protected = ["tests/**", "!tests/scratch/**"]
+    assert matches("tests/unit/t.c", protected)
+    assert not matches("tests/scratch/tmp.c", protected)
+    assert matches("tests/scratch/keep.c", [*protected, "tests/scratch/keep.c"])
+    refusal = check_changes(["tests/scratch/tmp.c", "tests/unit/t.c"], protected, [])
+    assert refusal is not None and refusal.protected == ("tests/unit/t.c",)
+
+
+def test_a_negation_cannot_unprotect_the_judges_files(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "t")
+    toml = (target / "readfirst.toml").read_text()
+    write(target, "readfirst.toml", toml.replace(
+        'protected = ["autoresearch.sh", "autoresearch.checks.sh", "tests/**"]',
+        'protected = ["tests/**", "!readfirst.toml", "!autoresearch.sh", "!**"]'))
+    patterns = load_spec(target).protected_patterns()
+    assert matches("readfirst.toml", patterns) and matches("autoresearch.sh", patterns)
+
+
+def test_target_relative_patterns_keep_their_negation() -> None:
+    assert under("app", ["src/**", "!src/gen/**", "/x.c"]) == [
+        "app/src/**", "!app/src/gen/**", "app/x.c"]
+    assert under("", ["!a"]) == ["!a"]
 
 
 def test_init_writes_a_commented_loadable_toml(tmp_path: Path) -> None:

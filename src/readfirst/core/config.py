@@ -115,7 +115,9 @@ class Spec(BaseModel):
     source: str = Field(default=CONFIG_FILE, exclude=True)
 
     def protected_patterns(self) -> list[str]:
-        return list(dict.fromkeys([*C.ALWAYS_PROTECTED, *self.target.protected]))
+        # the always-protected files come last: a user's `!pattern` cannot take them back out
+        own = [p for p in self.target.protected if p not in C.ALWAYS_PROTECTED]
+        return list(dict.fromkeys([*own, *C.ALWAYS_PROTECTED]))
 
 
 def load_spec(root: Path) -> Spec:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from readfirst.core.globs import under
+
 
 @dataclass
 class Target:
@@ -19,4 +21,4 @@ class Target:
 
     def repo_patterns(self, patterns: list[str]) -> list[str]:
         """Target-relative globs as repo-relative ones."""
-        return [f"{self.rel}/{p.lstrip('/')}" if self.rel else p for p in patterns]
+        return under(self.rel, patterns)

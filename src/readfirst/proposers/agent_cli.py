@@ -28,6 +28,7 @@ from readfirst.core.config import load_agent
 from readfirst.core.config_tables import AgentConfig
 from readfirst.core.constants import JOURNAL_FILE
 from readfirst.core.errors import ConfigError
+from readfirst.core.globs import under
 from readfirst.measure.guards import check_changes
 from readfirst.measure.process import StepResult, run_step
 from readfirst.measure.sandbox import Policy, policy_for, probe, step_env
@@ -290,8 +291,8 @@ class CLIAgentProposer:
             step.stdout() if cfg.kind == "codex" else "")
         if not diff or diff == before:
             return _Outcome(reason=_no_change_reason(step, report))
-        refusal = check_changes(changed, _repo_patterns(ctx, ctx.spec.protected_patterns()),
-                                _repo_patterns(ctx, ctx.spec.target.scope
+        refusal = check_changes(changed, under(ctx.rel, ctx.spec.protected_patterns()),
+                                under(ctx.rel, ctx.spec.target.scope
                                                or ([] if not ctx.rel else ["**"])))
         if refusal:
             return _Outcome(reason=f"refused: {refusal.reason()}")
@@ -330,11 +331,6 @@ def _no_change_reason(step: StepResult, report: dict[str, Any]) -> str:
                 else f"agent reported an error ({report.get('subtype', 'error')})")
         return what + (f" and changed nothing:\n{tail}" if tail else " and changed nothing")
     return "the agent changed nothing"
-
-
-def _repo_patterns(ctx: ProposerContext, patterns: list[str]) -> list[str]:
-    """Target-relative globs as repo-relative ones (as compare.Target.repo_patterns)."""
-    return [f"{ctx.rel}/{p.lstrip('/')}" if ctx.rel else p for p in patterns]
 
 
 def _apply(wt: Path, cand: Candidate, patch: Path) -> str:

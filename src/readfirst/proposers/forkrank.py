@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from readfirst.core.candidate import Candidate
-from readfirst.core.globs import matches
+from readfirst.core.globs import matches, under
 from readfirst.proposers.archcheck import BuildInfo, read_build
 from readfirst.proposers.rank import (
     Rank,
@@ -32,7 +32,6 @@ from readfirst.vcs.competitors import (
     PathMapper,
     commit_diff,
     list_fork_commits,
-    repo_scope,
 )
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ class _Ready:
 
 def scope_patterns(ctx: ProposerContext) -> list[str]:
     """The target's scope as repo-relative patterns; empty means everything."""
-    return repo_scope(ctx.spec.target.scope, ctx.rel)
+    return under(ctx.rel, ctx.spec.target.scope)
 
 
 def port_competitor(ctx: ProposerContext, comp: Competitor, cap: int,
@@ -67,7 +66,7 @@ def port_competitor(ctx: ProposerContext, comp: Competitor, cap: int,
     out = Ported()
     commits, shared = list_fork_commits(ctx.repo, ctx.baseline, comp.ref)
     scope = scope_patterns(ctx) or ([f"{ctx.rel.rstrip('/')}/**"] if ctx.rel else [])
-    protected = [f"{ctx.rel}/{p}" if ctx.rel else p for p in ctx.spec.protected_patterns()]
+    protected = under(ctx.rel, ctx.spec.protected_patterns())
     mapper = None if shared else PathMapper(ctx.repo, ctx.baseline, scope)
 
     def in_scope(path: str) -> bool:

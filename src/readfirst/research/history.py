@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from readfirst.core.errors import ConfigError
-from readfirst.core.globs import matches
+from readfirst.core.globs import matches, under
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.vcs import gitcli
-from readfirst.vcs.competitors import repo_scope
 
 _I = re.IGNORECASE
 MESSAGE_CUES = [re.compile(p, _I) for p in (
@@ -190,7 +189,7 @@ def skip_notes(label: str, skipped: dict[str, str]) -> list[str]:
 
 def scope_of(ctx: ResearchContext) -> list[str]:
     """Repo-relative patterns of the files in scope; empty means the whole repository."""
-    pats = repo_scope(ctx.spec.target.scope, ctx.rel)
+    pats = under(ctx.rel, ctx.spec.target.scope)
     return pats or ([f"{ctx.rel.rstrip('/')}/**"] if ctx.rel else [])
 
 
@@ -201,7 +200,7 @@ def in_scope(path: str, patterns: list[str]) -> bool:
 def pathspecs(patterns: list[str]) -> list[str]:
     """Git pathspecs covering at least the patterns (results are still filtered by them)."""
     pats = [p.strip().lstrip("/").removeprefix("./").rstrip("/") for p in patterns]
-    if not pats or any(not p or "[" in p or "\\" in p for p in pats):
+    if not pats or any(not p or "[" in p or "\\" in p or p.startswith("!") for p in pats):
         return []
     return [s for p in pats for s in (f":(glob){p}", f":(glob){p}/**")]
 

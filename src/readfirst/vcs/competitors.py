@@ -203,11 +203,6 @@ def fetch(repo: Path, comp: Competitor) -> None:
     )
 
 
-def repo_scope(scope: list[str], rel: str) -> list[str]:
-    """`[target] scope` (relative to the target's root `rel`) as repo-relative patterns."""
-    return [f"{rel.rstrip('/')}/{p.lstrip('/')}" for p in scope] if rel else list(scope)
-
-
 class PathMapper:
     """Maps a fork's paths onto the baseline's files by longest common path suffix."""
 
