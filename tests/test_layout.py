@@ -1,4 +1,5 @@
-"""The package layout: stage packages that import each other without cycles.
+"""The package layout: stage packages that import each other without cycles, and modules
+that fit on a few screens.
 
 Every module's imports are read with `ast` (function-local imports count: a cycle hidden in a
 function is still a cycle; imports under `if TYPE_CHECKING:` do not, they never run).
@@ -133,3 +134,14 @@ def test_the_cycle_finder_finds_cycles() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e2"}, "e2": set()}
     assert cycles(graph) == [["a", "b", "c"]]
     assert cycles({"x": {"y"}, "y": set()}) == []
+
+
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_is_longer_than_a_few_screens() -> None:
+    long = sorted(f"{p.relative_to(PACKAGE.parent)}: {n} lines"
+                  for p in PACKAGE.rglob("*.py")
+                  if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES)
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by what the pieces " \
+                     f"are): {long}"

@@ -15,15 +15,14 @@ from conftest import commit, git, write
 
 from readfirst.core.config import Spec
 from readfirst.research import ResearchContext
-from readfirst.research.diagnosis import (
+from readfirst.research.diagnosis import BottleneckSource, resolve_tools
+from readfirst.research.roofline import (
     MEMORY_BOUND,
     NO_BYTES,
-    BottleneckSource,
     hotspot_names,
     parse_bytes,
     parse_perf_report,
     parse_pyspy_raw,
-    resolve_tools,
     roofline,
 )
 

@@ -21,13 +21,8 @@ from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
 from readfirst.core.errors import ConfigError
 from readfirst.loop.executors import Job, JobResult
-from readfirst.loop.executors.sky_exec import (
-    MANIFEST,
-    SkyPilotExecutor,
-    hourly_price,
-    parse_output,
-    sky_clouds_enabled,
-)
+from readfirst.loop.executors.sky_exec import MANIFEST, SkyPilotExecutor, parse_output
+from readfirst.loop.executors.sky_options import hourly_price, sky_clouds_enabled
 from readfirst.vcs import gitcli
 from readfirst.vcs.workspace import Workspace
 
@@ -366,7 +361,7 @@ def test_hourly_price_from_a_local_catalog_only(tmp_path: Path) -> None:
         "n2-standard-4,,,4,16,,0.2,0.06,us-central1,us-central1-a\n"
         "n2-standard-4,,,4,16,,0.25,0.07,europe-west1,europe-west1-b\n"
         "t2a-standard-4,,,4,16,,0.15,0.05,us-central1,us-central1-a\n")
-    code = ("from readfirst.loop.executors.sky_exec import hourly_price as h; "
+    code = ("from readfirst.loop.executors.sky_options import hourly_price as h; "
             "print([h({'infra': 'gcp'}), h({'infra': 'gcp/europe-west1'}), "
             "h({'infra': 'gcp', 'arch': 'arm64'}), h({'infra': 'aws'}), h({'infra': 'k8s'})])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -46,7 +46,7 @@ from readfirst.proposers.prompts import (
     review_prompt,
 )
 from readfirst.research.brief import ResearchStore
-from readfirst.research.diagnosis import hotspot_names
+from readfirst.research.roofline import hotspot_names
 from readfirst.store.journal import Journal
 from readfirst.store.ledger import Ledger, Transcripts
 from readfirst.vcs import gitcli

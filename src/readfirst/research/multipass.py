@@ -3,8 +3,9 @@
 This module holds the research source itself: `MultiPassSource` walks the tracked non-test
 files in parallel, `scan_file` is the per-file worker (a cheap text pre-filter, then
 `scan_source`), and `hypothesis_for` turns each chain found into a scored Hypothesis with its
-code Reference. What counts as a pass and how passes chain (`classify`, `chains`,
-`buffers_of`, `scan_source`) lives in readfirst.research.passes and is re-exported here.
+code Reference; `scan_source` scans one file's blocks. What counts as a pass and how passes
+chain (`classify`, `chains`, `buffers_of`) lives in passes.py (Python statements in
+passes_python.py, what they produce in pass_model.py) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tree_sitter as ts
+
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.research import treesit as T
+from readfirst.research.pass_model import LOOPS, Env, Other, Pass, environment
 from readfirst.research.passes import (
-    Env,
-    Other,
-    Pass,
     buffers_of,
     chains,
     classify,
-    environment,
-    scan_source,
 )
+from readfirst.research.passes_python import defines
 from readfirst.research.ranking import in_scope
+from readfirst.research.wrappers import find_wrappers
 
 __all__ = ["EFFECT", "MAX_HYPOTHESES", "Env", "MultiPassSource", "Other", "Pass", "buffers_of",
            "chains", "classify", "environment", "hypothesis_for", "scan_file", "scan_source"]
@@ -35,6 +36,91 @@ EFFECT = "one pass over memory instead of N; helps when memory-bound"
 MAX_HYPOTHESES = 200
 _FILE_HINT = re.compile(rb"\bfor\b|memcpy|memmove|copy|cpy|ggml_vec_|\[:\]|out=")
 _TESTS = re.compile(r"(^|/)(tests?|testing)/|(^|/)test_[^/]*$|_test\.\w+$")
+
+CANDIDATES = {
+    "c": "(for_statement) @s (expression_statement) @s (declaration) @s",
+    "cpp": "(for_statement) @s (for_range_loop) @s (expression_statement) @s (declaration) @s",
+    "python": "(for_statement) @s (expression_statement) @s",
+}
+BLOCKS = ("compound_statement", "block", "case_statement")
+IFS = ("if_statement", "else_clause", "elif_clause")
+GAP_TYPES = ("declaration", "expression_statement", "if_statement", "preproc_call",
+             "preproc_def", "preproc_function_def", "type_definition", "pass_statement")
+_BREAK = re.compile(rb"\b(for|while|do|goto|break|continue|return|raise|throw|yield)\b")
+_C_HINT = re.compile(rb"memcpy|memmove|copy|cpy|ggml_vec_|scal|mul|add|sub|div|exp|axpy|mad|"
+                     rb"fma|relu|gelu|silu|tanh|sigm|neg|sqr|abs|clamp|soft|acc|sum|max|min|dot"
+                     rb"|mean|reduce|nrm2")
+
+
+def _other(st: ts.Node) -> Other:
+    breaks = st.type not in GAP_TYPES or bool(_BREAK.search(st.text or b""))
+    return Other(frozenset(T.words(st)), breaks, frozenset(defines(st)))
+
+
+def _is_debug(st: ts.Node) -> bool:
+    """`#ifndef NDEBUG` / `#ifdef DEBUG` blocks: checks, not passes."""
+    return st.type in ("preproc_ifdef", "preproc_if") and "DEBUG" in T.text(
+        st.child_by_field_name("name") or st.child_by_field_name("condition"))
+
+
+def _units(stmt: ts.Node) -> list[tuple[ts.Node, ts.Node]]:
+    """(block, statement of that block) pairs a candidate counts for: its own block, and the
+    block around an `if` whose only statement it is (a conditional pass)."""
+    out, node = [], stmt
+    while node.parent is not None:
+        parent = node.parent
+        if parent.type in BLOCKS:
+            out.append((parent, node))
+            if parent.parent is None or parent.parent.type not in IFS or len(
+                    T.statements(parent)) != 1:
+                return out
+            node = parent.parent
+        elif parent.type in IFS:
+            node = parent
+        else:
+            return out
+    return out
+
+
+def _candidate(st: ts.Node, lang: str) -> bool:
+    if st.type in LOOPS or lang == "python":
+        return True
+    return bool(_C_HINT.search(st.text or b"")) and "(" in T.text(st)
+
+
+def scan_source(src: bytes, lang: str) -> list[dict[str, Any]]:
+    """Multi-pass chains of one file, as plain dicts (picklable across processes)."""
+    tree = T.parse(src, lang)
+    blocks: dict[int, tuple[ts.Node, set[int]]] = {}
+    for st in T.captures(lang, CANDIDATES[lang], tree.root_node).get("s", []):
+        if _candidate(st, lang):
+            for block, unit in _units(st):
+                blocks.setdefault(block.id, (block, set()))[1].add(unit.id)
+    found: list[dict[str, Any]] = []
+    envs: dict[int, Env] = {}
+    wrappers = find_wrappers(tree.root_node, lang) if blocks else {}
+    lines = src.decode("utf-8", "replace").splitlines()
+    for block, units in blocks.values():
+        fn = T.enclosing_function(block) if len(units) >= 2 else None
+        if fn is None:
+            continue
+        env = envs.get(fn.id) or envs.setdefault(fn.id, environment(fn, lang))
+        env.wrappers = wrappers
+        items: list[Pass | Other] = []
+        for st in T.statements(block):
+            if not _is_debug(st):
+                p = classify(st, env)
+                items.append(p if p is not None else _other(st))
+        for chain in chains(items):
+            first, last = chain[0].line, max(p.end for p in chain)
+            found.append({
+                "function": T.function_name(fn) or "?",
+                "bufs": buffers_of(chain),
+                "passes": [(p.line, p.kind, p.label) for p in chain],
+                "first": first,
+                "excerpt": "\n".join(lines[first - 1:min(last, first + 24)]),
+            })
+    return sorted(found, key=lambda f: f["first"])
 
 
 def scan_file(item: tuple[str, str]) -> tuple[str, list[dict[str, Any]]]:

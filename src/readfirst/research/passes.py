@@ -6,35 +6,22 @@ is a run of passes over one buffer with only unrelated statements in between (de
 calls that do not name it); it becomes a hypothesis when a copy or elementwise write of the
 buffer is followed by an in-place update or a reduction of it. A loop, control flow or any
 statement naming the buffer in between ends the chain: precision before recall. This module
-holds the statement classification (`classify`, per-language loop, call and Python-statement
-recognisers), chain building (`chains`, `buffers_of`) and the per-file scan (`scan_source`).
+holds the statement classification (`classify`, the C/C++ loop and call recognisers; Python
+statements in passes_python.py) and chain building (`chains`, `buffers_of`); the per-file scan
+(`scan_source`) is in multipass.py.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import tree_sitter as ts
 
 from readfirst.research import treesit as T
-from readfirst.research.wrappers import find_wrappers
+from readfirst.research.pass_model import ASSIGN, LOOPS, Env, Other, Pass
+from readfirst.research.passes_python import defines, python_pass
 
-CANDIDATES = {
-    "c": "(for_statement) @s (expression_statement) @s (declaration) @s",
-    "cpp": "(for_statement) @s (for_range_loop) @s (expression_statement) @s (declaration) @s",
-    "python": "(for_statement) @s (expression_statement) @s",
-}
-BLOCKS = ("compound_statement", "block", "case_statement")
-IFS = ("if_statement", "else_clause", "elif_clause")
-GAP_TYPES = ("declaration", "expression_statement", "if_statement", "preproc_call",
-             "preproc_def", "preproc_function_def", "type_definition", "pass_statement")
-LOOPS = ("for_statement", "for_range_loop")
-_BREAK = re.compile(rb"\b(for|while|do|goto|break|continue|return|raise|throw|yield)\b")
-_C_HINT = re.compile(rb"memcpy|memmove|copy|cpy|ggml_vec_|scal|mul|add|sub|div|exp|axpy|mad|"
-                     rb"fma|relu|gelu|silu|tanh|sigm|neg|sqr|abs|clamp|soft|acc|sum|max|min|dot"
-                     rb"|mean|reduce|nrm2")
 _GGML = re.compile(r"^ggml_vec_([a-z0-9_]+?)_(?:f16|bf16|f32|f64|q\w+)$")
 _LEN = re.compile(r"^(n|len|length|size|count|num|ne\d*|nc|nr|k|dim|cols|rows|n_\w+|\w+_(len|"
                   r"size|count)|\w+\.size\(\)|.*sizeof.*)$")
@@ -45,65 +32,8 @@ REDUCE = {"sum", "dot", "max", "min", "mean", "accumulate", "reduce", "asum", "n
 MAP = {"scale", "scal", "mul", "add", "sub", "div", "exp", "axpy", "mad", "fma", "relu", "gelu",
        "silu", "tanh", "sigmoid", "neg", "sqr", "sqrt", "abs", "clamp", "softmax", "acc"}
 DST_NAMES = {"out", "dst", "y", "output", "result"}
-NP = ("np", "numpy", "torch")
-NP_UFUNCS = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "square", "abs",
-             "absolute", "fabs", "negative", "reciprocal", "sign", "tanh", "sinh", "cosh", "sin",
-             "cos", "tan", "arctan", "maximum", "minimum", "fmax", "fmin", "clip", "where",
-             "multiply", "add", "subtract", "divide", "true_divide", "power", "floor", "ceil",
-             "rint", "round", "sigmoid", "relu", "erf"}
-NP_ALLOC = {"zeros", "empty", "ones", "full", "array", "asarray", "copy", "zeros_like",
-            "empty_like", "ones_like", "full_like"}
-PY_REDUCE = {"sum", "max", "min", "mean", "prod", "amax", "amin", "argmax", "argmin", "std",
-             "var", "nansum", "nanmax", "nanmin", "nanmean", "logsumexp"}
-_PY_ARR = [re.compile(p) for p in (  # strong evidence that a name is a whole array
-    r"\bout\s*=\s*([A-Za-z_]\w*)", r"copyto\(\s*([A-Za-z_]\w*)\s*,\s*([A-Za-z_]\w*)",
-    r"\b([A-Za-z_]\w*)\s*:\s*(?:np\.ndarray|ndarray|NDArray|torch\.Tensor|Tensor)\b",
-    r"\b([A-Za-z_]\w*)\s*\[\s*(?::|\.\.\.)\s*\]\s*=[^=]",
-    r"\b([A-Za-z_]\w*)\s*=\s*[\w.]+\.(?:copy|clone)\(\)")]
-_PY_CTOR = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*(?:np|numpy|torch)\.(\w+)\(")
-_NOT_ELEMENTWISE = re.compile(r"@|\b(dot|vdot|matmul|tensordot|einsum|cross|outer|inner|kron|"
-                              r"convolve|cumsum|cumprod|sort|argsort|concatenate|stack|hstack|"
-                              r"vstack|reshape|transpose|list|dict|tuple|dtype)\b")
 _SUB = {"subscript_expression": ("argument", "index"), "subscript": ("value", "subscript")}
-_ASSIGN = ("assignment_expression", "assignment", "augmented_assignment")
 _BUF = ("identifier", "field_expression", "attribute")
-
-
-@dataclass(frozen=True)
-class Pass:
-    kind: str  # copy | map | reduce
-    writes: frozenset[str]
-    reads: frozenset[str]
-    line: int
-    end: int
-    label: str
-    bound: str | None = None  # element count / loop bound, compared when both passes know it
-    start: str | None = None
-    accs: frozenset[str] = frozenset()  # scalars it computes (sum, max, ...)
-    uses: frozenset[str] = frozenset()  # every word of the statement
-
-
-@dataclass(frozen=True)
-class Other:
-    """A statement that is not a pass: a gap when it names no chained buffer, else a break."""
-
-    words: frozenset[str]
-    breaks: bool
-    defines: frozenset[str] = frozenset()
-
-
-@dataclass
-class Env:
-    """What one function declares: pointer/array/container names and known scalars."""
-
-    lang: str
-    ptrs: set[str] = field(default_factory=set)
-    scalars: set[str] = field(default_factory=set)
-    since: dict[str, int] = field(default_factory=dict)  # Python: first line of the evidence
-    wrappers: dict[str, Any] = field(default_factory=dict)  # name -> wrappers.Wrapper
-
-    def array(self, name: str, line: int) -> bool:
-        return name in self.ptrs and self.since.get(name, 0) <= line
 
 
 @dataclass
@@ -115,22 +45,6 @@ class _Loop:
     accs: set[str] = field(default_factory=set)
     temps: set[str] = field(default_factory=set)
     gathers: set[str] = field(default_factory=set)  # arrays read at other indices
-
-
-def environment(fn: ts.Node, lang: str) -> Env:
-    env = Env(lang)
-    if lang == "python":
-        src, first = T.text(fn), T.line(fn)
-        found = [(m, gs) for rx in _PY_ARR for m in rx.finditer(src) for gs in [m.groups()]]
-        found += [(m, (m[1],)) for m in _PY_CTOR.finditer(src) if m[2] in NP_UFUNCS | NP_ALLOC]
-        for m, names in found:
-            at = first + src.count("\n", 0, m.start())
-            for name in filter(None, names):
-                env.ptrs.add(name)
-                env.since[name] = min(env.since.get(name, at), at)
-        return env
-    env.ptrs, env.scalars = T.declared_names(fn, lang)
-    return env
 
 
 # ---- loops ------------------------------------------------------------------------------
@@ -162,7 +76,7 @@ def _reads(expr: ts.Node, lp: _Loop) -> bool:
             lp.gathers.add(T.text(base))  # table[k], x[i - 1]: not a pass over that array
             stack.extend(c for c in n.named_children if c != base)
             continue
-        if n.type in (*_ASSIGN, "update_expression"):
+        if n.type in (*ASSIGN, "update_expression"):
             return False
         if n.type == "identifier" and T.text(n) in lp.alias:
             lp.reads.add(lp.alias[T.text(n)][0])
@@ -224,7 +138,7 @@ def _body(stmts: list[ts.Node], lp: _Loop, in_if: bool = False) -> bool:
             if len(kids) == 1 and kids[0].type == "call_expression":
                 if not _local_call(kids[0], lp):
                     return False
-            elif len(kids) != 1 or kids[0].type not in _ASSIGN or not _assign(kids[0], lp,
+            elif len(kids) != 1 or kids[0].type not in ASSIGN or not _assign(kids[0], lp,
                                                                               in_if):
                 return False
         elif s.type == "declaration":
@@ -420,144 +334,6 @@ def _c_call(call: ts.Node, st: ts.Node, env: Env) -> Pass | None:
     return None
 
 
-def _whole(sub: ts.Node) -> bool:
-    """`x[:]` or `x[...]`: the whole array."""
-    idx = sub.child_by_field_name("subscript")
-    return sub.named_child_count == 2 and idx is not None and T.squash(T.text(idx)) in (":", "...")
-
-
-def _bare(node: ts.Node | None, env: Env, line: int) -> set[str]:
-    """Whole arrays a Python expression reads (not `x[0]`, `x[:, 1]`, `x.shape`)."""
-    out: set[str] = set()
-    stack = [node] if node is not None else []
-    while stack:
-        n = stack.pop()
-        if n.type == "identifier":
-            if env.array(T.text(n), line):
-                out.add(T.text(n))
-        elif n.type == "attribute":
-            if T.text(n.child_by_field_name("attribute")) in ("T", "real", "imag", "flat"):
-                stack.append(n.child_by_field_name("object"))
-        elif n.type == "call":
-            f = n.child_by_field_name("function")
-            if f is not None and f.type == "attribute":
-                stack.append(f.child_by_field_name("object"))
-            stack.extend(x for x in [n.child_by_field_name("arguments")] if x is not None)
-        elif n.type == "keyword_argument":
-            stack.extend(x for x in [n.child_by_field_name("value")] if x is not None)
-        elif n.type == "subscript":
-            if _whole(n):
-                stack.append(n.child_by_field_name("value"))
-        else:
-            stack.extend(n.named_children)
-    return out
-
-
-def _np_call(fn: ts.Node | None, names: set[str]) -> bool:
-    """`np.<name>(...)` (or numpy., torch.) with name in `names`."""
-    return fn is not None and fn.type == "attribute" and T.text(
-        fn.child_by_field_name("object")) in NP and T.text(
-        fn.child_by_field_name("attribute")) in names
-
-
-def _py_reduction(node: ts.Node, env: Env, line: int) -> tuple[set[str], set[str]]:
-    """(arrays reduced by `np.sum(x)` / `x.max()` calls, arrays read outside such calls)."""
-    reads: set[str] = set()
-    stack, rest = [node], []
-    while stack:
-        n = stack.pop()
-        fn = n.child_by_field_name("function") if n.type == "call" else None
-        if _np_call(fn, PY_REDUCE):
-            reads |= _bare(n.child_by_field_name("arguments"), env, line)
-        elif fn is not None and fn.type == "attribute" and T.text(
-                fn.child_by_field_name("attribute")) in PY_REDUCE and T.text(
-                fn.child_by_field_name("object")) not in NP:
-            reads |= _bare(fn.child_by_field_name("object"), env, line)
-        elif n.type == "identifier":
-            rest.append(n)
-        else:
-            stack.extend(n.named_children)
-    return reads, set().union(*(_bare(r, env, line) for r in rest)) if rest else set()
-
-
-def _py_stmt(st: ts.Node, env: Env) -> Pass | None:
-    if st.type != "expression_statement" or st.named_child_count != 1:
-        return None
-    e, ln = st.named_children[0], T.line(st)
-    if _NOT_ELEMENTWISE.search(T.text(e)):
-        return None
-
-    def mk(kind: str, writes: set[str], reads: set[str]) -> Pass:
-        for w in writes:
-            env.ptrs.add(w)
-            env.since[w] = min(env.since.get(w, ln), ln)
-        return Pass(kind, frozenset(writes), frozenset(reads), ln, T.end_line(st), T.compact(e))
-
-    left, right = e.child_by_field_name("left"), e.child_by_field_name("right")
-    if e.type == "call":
-        fn, args = e.child_by_field_name("function"), e.child_by_field_name("arguments")
-        kids = args.named_children if args is not None else []
-        pos = [a for a in kids if a.type != "keyword_argument"]
-        outs = [k.child_by_field_name("value") for k in kids if k.type == "keyword_argument"
-                and T.text(k.child_by_field_name("name")) == "out"]
-        if _np_call(fn, {"copyto"}) and len(pos) >= 2 and pos[0].type == "identifier":
-            return mk("copy", {T.text(pos[0])}, _bare(pos[1], env, ln))
-        if outs and outs[0].type == "identifier" and _np_call(fn, NP_UFUNCS):
-            reads = set().union(*(_bare(p, env, ln) for p in pos))
-            return mk("map", {T.text(outs[0])}, reads)
-        return None
-    if left is None or right is None:
-        return None
-    whole = left.type == "subscript" and _whole(left) and left.child_by_field_name(
-        "value").type == "identifier"
-    target = T.text(left.child_by_field_name("value") if whole else left)
-    if not whole and left.type != "identifier":
-        return None
-    reads = _bare(right, env, ln)
-    if e.type == "augmented_assignment":
-        ok = whole or env.array(target, ln)
-        return mk("map", {target}, {target} | reads) if ok else None
-    if e.type != "assignment":
-        return None
-    if whole:
-        kind = "copy" if right.type in ("identifier", "attribute") else "map"
-        return mk(kind, {target}, reads) if kind == "copy" or reads else None
-    red, outside = _py_reduction(right, env, ln)
-    if red and not outside:
-        return mk("reduce", set(), red)
-    fn = right.child_by_field_name("function") if right.type == "call" else None
-    args, src = right.child_by_field_name("arguments"), None
-    if fn is not None and fn.type == "attribute" and T.text(
-            fn.child_by_field_name("attribute")) in ("copy", "clone"):
-        src = fn.child_by_field_name("object")
-    elif _np_call(fn, {"array", "copy"}) and args is not None:
-        src = (args.named_children or [None])[0]
-    if src is not None and src.type == "identifier":
-        return mk("copy", {target}, {T.text(src)})
-    if right.type in ("binary_operator", "unary_operator") and reads:
-        return mk("map", {target}, reads)
-    if _np_call(fn, NP_UFUNCS) and (reads or env.array(target, ln)):
-        return mk("map", {target}, reads)
-    return None
-
-
-def _defines(st: ts.Node) -> set[str]:
-    """Names a statement assigns: declared variables, `x = ...`, `&x` out-arguments."""
-    out: set[str] = set()
-    if T.call_of(st) is not None:
-        out.update(re.findall(r"&\s*([A-Za-z_]\w*)\b(?!\s*[\[.(]|->)", T.text(st)))
-    if st.type == "declaration":
-        for node in st.children_by_field_name("declarator"):
-            while node is not None and node.type != "identifier":
-                node = node.child_by_field_name("declarator")
-            out.update([T.text(node)] if node is not None else [])
-    elif st.type == "expression_statement" and st.named_child_count == 1:
-        left = st.named_children[0].child_by_field_name("left")
-        if st.named_children[0].type in _ASSIGN and left is not None and left.type == "identifier":
-            out.add(T.text(left))
-    return out
-
-
 def classify(st: ts.Node, env: Env) -> Pass | None:
     """The pass a statement makes, or None."""
     if st.type in LOOPS:
@@ -565,13 +341,13 @@ def classify(st: ts.Node, env: Env) -> Pass | None:
     elif st.type == "if_statement":
         p = _if(st, env)
     elif env.lang == "python":
-        p = _py_stmt(st, env)
+        p = python_pass(st, env)
     else:
         call = T.call_of(st)
         p = _c_call(call, st, env) if call is not None else None
     if p is None:
         return None
-    return replace(p, accs=p.accs | (_defines(st) - p.writes), uses=frozenset(T.words(st)))
+    return replace(p, accs=p.accs | (defines(st) - p.writes), uses=frozenset(T.words(st)))
 
 
 # ---- chains -----------------------------------------------------------------------------
@@ -642,72 +418,3 @@ def buffers_of(chain: list[Pass]) -> list[str]:
     return out
 
 
-def _other(st: ts.Node) -> Other:
-    breaks = st.type not in GAP_TYPES or bool(_BREAK.search(st.text or b""))
-    return Other(frozenset(T.words(st)), breaks, frozenset(_defines(st)))
-
-
-def _is_debug(st: ts.Node) -> bool:
-    """`#ifndef NDEBUG` / `#ifdef DEBUG` blocks: checks, not passes."""
-    return st.type in ("preproc_ifdef", "preproc_if") and "DEBUG" in T.text(
-        st.child_by_field_name("name") or st.child_by_field_name("condition"))
-
-
-def _units(stmt: ts.Node) -> list[tuple[ts.Node, ts.Node]]:
-    """(block, statement of that block) pairs a candidate counts for: its own block, and the
-    block around an `if` whose only statement it is (a conditional pass)."""
-    out, node = [], stmt
-    while node.parent is not None:
-        parent = node.parent
-        if parent.type in BLOCKS:
-            out.append((parent, node))
-            if parent.parent is None or parent.parent.type not in IFS or len(
-                    T.statements(parent)) != 1:
-                return out
-            node = parent.parent
-        elif parent.type in IFS:
-            node = parent
-        else:
-            return out
-    return out
-
-
-def _candidate(st: ts.Node, lang: str) -> bool:
-    if st.type in LOOPS or lang == "python":
-        return True
-    return bool(_C_HINT.search(st.text or b"")) and "(" in T.text(st)
-
-
-def scan_source(src: bytes, lang: str) -> list[dict[str, Any]]:
-    """Multi-pass chains of one file, as plain dicts (picklable across processes)."""
-    tree = T.parse(src, lang)
-    blocks: dict[int, tuple[ts.Node, set[int]]] = {}
-    for st in T.captures(lang, CANDIDATES[lang], tree.root_node).get("s", []):
-        if _candidate(st, lang):
-            for block, unit in _units(st):
-                blocks.setdefault(block.id, (block, set()))[1].add(unit.id)
-    found: list[dict[str, Any]] = []
-    envs: dict[int, Env] = {}
-    wrappers = find_wrappers(tree.root_node, lang) if blocks else {}
-    lines = src.decode("utf-8", "replace").splitlines()
-    for block, units in blocks.values():
-        fn = T.enclosing_function(block) if len(units) >= 2 else None
-        if fn is None:
-            continue
-        env = envs.get(fn.id) or envs.setdefault(fn.id, environment(fn, lang))
-        env.wrappers = wrappers
-        items: list[Pass | Other] = []
-        for st in T.statements(block):
-            if not _is_debug(st):
-                p = classify(st, env)
-                items.append(p if p is not None else _other(st))
-        for chain in chains(items):
-            first, last = chain[0].line, max(p.end for p in chain)
-            found.append({
-                "function": T.function_name(fn) or "?",
-                "bufs": buffers_of(chain),
-                "passes": [(p.line, p.kind, p.label) for p in chain],
-                "first": first,
-                "excerpt": "\n".join(lines[first - 1:min(last, first + 24)]),
-            })
-    return sorted(found, key=lambda f: f["first"])

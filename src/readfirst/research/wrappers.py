@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import tree_sitter as ts
 
 from readfirst.research import treesit as T
+from readfirst.research.pass_model import environment
+from readfirst.research.passes import classify
 
 LEVELS = 2  # wrappers of wrappers
 _SKIP = ("declaration", "comment", "return_statement")
@@ -46,8 +48,6 @@ def parameters(fn: ts.Node) -> list[str]:
 
 def find_wrappers(root: ts.Node, lang: str) -> dict[str, Wrapper]:
     """Functions of one C/C++ file that are a single pass over their parameters."""
-    from readfirst.research.passes import classify, environment
-
     out: dict[str, Wrapper] = {}
     if lang == "python":
         return out
