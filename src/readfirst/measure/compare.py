@@ -81,25 +81,7 @@ def compare(
 ) -> dict[str, Any]:
     """Compare two revisions; `slots` names the two worktrees to use (one pair per worker);
     `clean_cand` removes the candidate's build outputs first (a clean rebuild)."""
-    # Validate everything that can be bad input before anything is written.
-    # The judge's config is read from the user's tree, never from a revision: WORKTREE
-    # snapshots leave uncommitted config edits out, so they are not the candidate's change.
-    config = tuple(target.repo_patterns(list(C.CONFIG_FILES)))
-    base_sha = gitcli.resolve_commit(target.repo, base_rev, keep_from_head=config)
-    cand_sha = gitcli.resolve_commit(target.repo, cand_rev, keep_from_head=config)
-    plan = plan_looks(spec.compare.rounds, spec.compare.max_rounds, spec.compare.alpha,
-                      spec.compare.spending)
-    if not plan.active_looks:
-        raise ConfigError(
-            f"[compare] max_rounds = {spec.compare.max_rounds} is too few: no look can decide "
-            f"before {C.MIN_ROUNDS_FOR_TEST} rounds; raise max_rounds (10 or more)"
-        )
-    cpu_sets = None
-    if spec.compare.mode == "duet":
-        cpu_sets = duet_cpu_sets()
-        if cpu_sets is None:
-            raise ConfigError("[compare] mode = 'duet' needs at least 2 usable CPUs")
-
+    base_sha, cand_sha, cpu_sets = _validated(target, base_rev, cand_rev, spec)
     ws = Workspace(target.root)
     ws.ensure()
     journal = Journal(ws.journal_path)
@@ -132,6 +114,30 @@ def compare(
     finally:
         journal.close()
     return {**result, **meta}
+
+
+def _validated(target: Target, base_rev: str, cand_rev: str, spec: Spec,
+               ) -> tuple[str, str, tuple[set[int], set[int]] | None]:
+    """Everything that can be bad input, checked before anything is written: the two commits
+    and the duet's CPU sets. The judge's config is read from the user's tree, never from a
+    revision: WORKTREE snapshots leave uncommitted config edits out, so they are not the
+    candidate's change."""
+    config = tuple(target.repo_patterns(list(C.CONFIG_FILES)))
+    base_sha = gitcli.resolve_commit(target.repo, base_rev, keep_from_head=config)
+    cand_sha = gitcli.resolve_commit(target.repo, cand_rev, keep_from_head=config)
+    plan = plan_looks(spec.compare.rounds, spec.compare.max_rounds, spec.compare.alpha,
+                      spec.compare.spending)
+    if not plan.active_looks:
+        raise ConfigError(
+            f"[compare] max_rounds = {spec.compare.max_rounds} is too few: no look can decide "
+            f"before {C.MIN_ROUNDS_FOR_TEST} rounds; raise max_rounds (10 or more)"
+        )
+    cpu_sets = None
+    if spec.compare.mode == "duet":
+        cpu_sets = duet_cpu_sets()
+        if cpu_sets is None:
+            raise ConfigError("[compare] mode = 'duet' needs at least 2 usable CPUs")
+    return base_sha, cand_sha, cpu_sets
 
 
 def _compare_run(
@@ -202,24 +208,9 @@ def _measure(
     reuse: bool = True,
 ) -> dict[str, Any]:
     cfg = spec.compare
-    progress(f"building base {b.rev}", None, None)
-    with base_build(b.checkout, b.commit):  # once per baseline: a fresh slot copies a built one
-        runner.build(b)
-    if reuse and spec.target.build and seed_candidate(b.checkout, c.checkout, b.commit):
-        progress("candidate starts from the base's build outputs", None, None)
-    progress(f"building candidate {c.rev}", None, None)
-    runner.build(c)
-    if spec.target.checks:
-        progress("running checks", None, None)
-    checks = runner.checks(c)
-    if checks is not None and not checks.ok:
-        flags = ["checks_failed"]
-        base_checks = runner.checks(b)
-        if base_checks is not None and not base_checks.ok:
-            flags.append("base_checks_fail_too")
-        reason = f"candidate checks failed ({'timeout' if checks.timed_out else checks.exit_code})"
-        return early_verdict("checks_failed", reason, _metric_info(spec, runner.metric_name),
-                             flags, tail=checks.tail(50))
+    failed = _build_and_check(runner, spec, b, c, progress, reuse)
+    if failed is not None:
+        return failed
     progress("warming up", None, None)
     runner.warmup([b, c] if runner.rng.random() < 0.5 else [c, b])
 
@@ -272,6 +263,31 @@ def _measure(
             wall_share=spec.metric.wall_share,
         )
     )
+
+
+def _build_and_check(runner: Runner, spec: Spec, b: Side, c: Side, progress: Progress,
+                     reuse: bool) -> dict[str, Any] | None:
+    """Build both sides (the candidate from the base's outputs when it can), run the
+    candidate's checks; the `checks_failed` verdict when they fail, else None."""
+    progress(f"building base {b.rev}", None, None)
+    with base_build(b.checkout, b.commit):  # once per baseline: a fresh slot copies a built one
+        runner.build(b)
+    if reuse and spec.target.build and seed_candidate(b.checkout, c.checkout, b.commit):
+        progress("candidate starts from the base's build outputs", None, None)
+    progress(f"building candidate {c.rev}", None, None)
+    runner.build(c)
+    if spec.target.checks:
+        progress("running checks", None, None)
+    checks = runner.checks(c)
+    if checks is None or checks.ok:
+        return None
+    flags = ["checks_failed"]
+    base_checks = runner.checks(b)
+    if base_checks is not None and not base_checks.ok:
+        flags.append("base_checks_fail_too")
+    reason = f"candidate checks failed ({'timeout' if checks.timed_out else checks.exit_code})"
+    return early_verdict("checks_failed", reason, _metric_info(spec, runner.metric_name),
+                         flags, tail=checks.tail(50))
 
 
 def _keep(walls: dict[str, list[float]], metrics: dict[str, list[dict[str, float]]],

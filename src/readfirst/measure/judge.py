@@ -82,38 +82,11 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
             flags.append(f"high_cv_{role}")
 
     wall = paired_ratio_test(ev.wall_base, ev.wall_cand, ev.alpha_look)
-    bound = ev.plausible_ratio
-    if not (1 / bound <= test.ratio <= bound):
+    suspicion = _suspicion(ev, test, wall)
+    if suspicion is not None:
         verdict = "suspect"
-        flags.append("implausible_ratio")
-        reason = (
-            f"{format_change(test.ratio)} (cand/base {test.ratio:.3f}) is beyond the "
-            f"plausibility bound {bound:g}x: check the benchmark's parsing before trusting it"
-        )
-    elif ev.repeated_metrics:
-        verdict = "suspect"
-        flags.append("metric_repeated")
-        reason = (
-            f"the benchmark printed {', '.join(ev.repeated_metrics)} more than once with "
-            "different values in one run: which one is the measurement?"
-        )
-    elif verdict in ("improved", "regressed") and _wall_disagrees(test, wall, ev):
-        verdict = "suspect"
-        flags.append("wall_time_disagrees")
-        reason = (
-            f"the metric says {seq.decision} ({_stat_change(test, ev)}) but readfirst's own "
-            f"timing of the benchmark says the opposite (wall time {_wall_change(wall, ev)}, "
-            f"p={wall.p_value:.2g})"
-        )
-    elif verdict in ("improved", "regressed") and ev.wall_informative and \
-            _wall_unexplained(test, wall, ev.direction, ev.wall_share):
-        verdict = "suspect"
-        flags.append("wall_time_unexplained")
-        reason = (
-            f"the metric says {seq.decision} ({_stat_change(test, ev)}) but readfirst's own "
-            f"timing of the benchmark shows no change (wall time "
-            f"{_wall_change(wall, ev)})"
-        )
+        flags.append(suspicion[0])
+        reason = suspicion[1]
 
     return {
         "verdict": verdict,
@@ -138,6 +111,39 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
         "secondary": _secondary(ev.secondary_base, ev.secondary_cand, ev.metric["name"]),
         "flags": sorted(set(flags)),
     }
+
+
+def _suspicion(ev: Evidence, test: RatioTest, wall: RatioTest) -> tuple[str, str] | None:
+    """(flag, reason) when the numbers cannot be trusted whatever the statistics say: an
+    implausible ratio, one metric printed twice, or the wall clock disagreeing with the metric
+    or not showing its change."""
+    seq = ev.seq
+    bound = ev.plausible_ratio
+    if not (1 / bound <= test.ratio <= bound):
+        return "implausible_ratio", (
+            f"{format_change(test.ratio)} (cand/base {test.ratio:.3f}) is beyond the "
+            f"plausibility bound {bound:g}x: check the benchmark's parsing before trusting it"
+        )
+    if ev.repeated_metrics:
+        return "metric_repeated", (
+            f"the benchmark printed {', '.join(ev.repeated_metrics)} more than once with "
+            "different values in one run: which one is the measurement?"
+        )
+    if seq.decision not in ("improved", "regressed"):
+        return None
+    if _wall_disagrees(test, wall, ev):
+        return "wall_time_disagrees", (
+            f"the metric says {seq.decision} ({_stat_change(test, ev)}) but readfirst's own "
+            f"timing of the benchmark says the opposite (wall time {_wall_change(wall, ev)}, "
+            f"p={wall.p_value:.2g})"
+        )
+    if ev.wall_informative and _wall_unexplained(test, wall, ev.direction, ev.wall_share):
+        return "wall_time_unexplained", (
+            f"the metric says {seq.decision} ({_stat_change(test, ev)}) but readfirst's own "
+            f"timing of the benchmark shows no change (wall time "
+            f"{_wall_change(wall, ev)})"
+        )
+    return None
 
 
 def _wall_disagrees(test: RatioTest, wall: RatioTest, ev: Evidence) -> bool:

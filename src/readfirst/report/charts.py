@@ -7,6 +7,7 @@ text escaped (titles come from candidates, which are untrusted).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
@@ -81,6 +82,26 @@ def _star(cx: float, cy: float, r: float, fill: str, title: str = "") -> str:
     return f'<polygon points="{" ".join(pts)}" fill="{fill}" stroke="#003d20">{tip}</polygon>'
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The plot area of a chart: data (x: experiment #, y: metric) to SVG coordinates."""
+
+    x0: float
+    x1: float
+    lo: float
+    hi: float
+    left: float
+    top: float
+    pw: float
+    ph: float
+
+    def X(self, s: float) -> float:  # noqa: N802 (the axis' name)
+        return self.left + (s - self.x0) / (self.x1 - self.x0) * self.pw
+
+    def Y(self, v: float) -> float:  # noqa: N802
+        return self.top + (self.hi - v) / (self.hi - self.lo) * self.ph
+
+
 def progress_chart(summary: dict[str, Any], width: int = 760, height: int = 300) -> str:
     """The baseline's metric over the experiments, stepping where winners landed; each
     candidate's median with its CI, coloured by result; kept winners as stars (once); rows
@@ -101,27 +122,40 @@ def progress_chart(summary: dict[str, Any], width: int = 760, height: int = 300)
             ys += [b * e["ci_low"], b * e["ci_high"]]
     lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
-    lo, hi = lo - pad, hi + pad
     left, right, top, bottom = 62, 130, 24, 40
-    pw, ph = width - left - right, height - top - bottom
     seqs = [e["seq"] for e in rows]
-    x0, x1 = min(seqs) - 0.5, max(seqs) + 0.5
+    f = _Frame(min(seqs) - 0.5, max(seqs) + 0.5, lo - pad, hi + pad, left, top,
+               width - left - right, height - top - bottom)
+    body = _progress_axes(f, seqs, name, unit, direction, height)
+    body += _baseline_steps(f, measured)
+    if not measured:
+        body.append(f'<text x="{left + f.pw / 2}" y="{top + f.ph / 2}" text-anchor="middle" '
+                    f'{FONT} fill="#666">no measurements yet</text>')
+    present: list[str] = []
+    for e in rows:
+        res = result_of(e)
+        body += _progress_mark(f, e, res, e in measured)
+        if res not in present:
+            present.append(res)
+    body += [f'<line x1="{left + f.pw + 14}" x2="{left + f.pw + 34}" y1="{top + 6}" '
+             f'y2="{top + 6}" stroke="#2166ac" stroke-width="2"/><text x="{left + f.pw + 38}" '
+             f'y="{top + 10}" {FONT}>baseline</text>']
+    body += _legend(present, left + f.pw + 14, top + 24)
+    return _svg(width, height, body, f"progress of {name}", fluid=True)
 
-    def X(s: float) -> float:
-        return left + (s - x0) / (x1 - x0) * pw
 
-    def Y(v: float) -> float:
-        return top + (hi - v) / (hi - lo) * ph
-
+def _progress_axes(f: _Frame, seqs: list[int], name: str, unit: str, direction: str,
+                   height: int) -> list[str]:
+    left, top, pw, ph = f.left, f.top, f.pw, f.ph
     body = [f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" '
             'stroke="#ccc"/>']
-    for t in _nice_ticks(lo, hi):
-        body.append(f'<line x1="{left}" x2="{left + pw}" y1="{Y(t):.1f}" y2="{Y(t):.1f}" '
-                    f'stroke="#eee"/><text x="{left - 6}" y="{Y(t) + 4:.1f}" '
+    for t in _nice_ticks(f.lo, f.hi):
+        body.append(f'<line x1="{left}" x2="{left + pw}" y1="{f.Y(t):.1f}" y2="{f.Y(t):.1f}" '
+                    f'stroke="#eee"/><text x="{left - 6}" y="{f.Y(t) + 4:.1f}" '
                     f'text-anchor="end" {FONT}>{_fmt(t)}</text>')
     every = max(1, math.ceil(len(seqs) / 20))
     for s in seqs[::every]:
-        body.append(f'<text x="{X(s):.1f}" y="{top + ph + 14}" text-anchor="middle" '
+        body.append(f'<text x="{f.X(s):.1f}" y="{top + ph + 14}" text-anchor="middle" '
                     f'{FONT}>{s}</text>')
     body.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" {FONT}>'
                 'experiment #</text>')
@@ -130,54 +164,49 @@ def progress_chart(summary: dict[str, Any], width: int = 760, height: int = 300)
                 f'{escape(f"{name} ({unit})" if unit else name)}</text>')
     body.append(f'<text x="{left}" y="14" {FONT} font-weight="bold">'
                 f'{escape(name)}: {direction} is better</text>')
-    # the baseline: one level per baseline commit (median of its rows' base medians)
+    return body
+
+
+def _baseline_steps(f: _Frame, measured: list[dict[str, Any]]) -> list[str]:
+    """The baseline: one level per baseline commit (median of its rows' base medians)."""
     levels: list[tuple[float, float, float]] = []
     for e in measured:
         if levels and e.get("baseline") == levels[-1][2]:
             continue
         same = [r["base"]["median"] for r in measured if r.get("baseline") == e.get("baseline")]
         levels.append((e["seq"], sorted(same)[len(same) // 2], e.get("baseline")))  # type: ignore[arg-type]
-    if levels:
-        pts = []
-        for i, (s, v, _b) in enumerate(levels):
-            if i:
-                pts.append(f"{X(s - 0.5):.1f},{Y(levels[i - 1][1]):.1f}")
-                pts.append(f"{X(s - 0.5):.1f},{Y(v):.1f}")
-            else:
-                pts.append(f"{X(x0 + 0.5 - 0.5):.1f},{Y(v):.1f}")
-        pts.append(f"{X(x1):.1f},{Y(levels[-1][1]):.1f}")
-        body.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#2166ac" '
-                    'stroke-width="2"><title>baseline</title></polyline>')
-    if not measured:
-        body.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" '
-                    f'{FONT} fill="#666">no measurements yet</text>')
-    present: list[str] = []
-    for e in rows:
-        res = result_of(e)
-        tip = f"#{e['seq']} {e.get('title') or ''}: {res}"
-        if e in measured:
-            b, c = e["base"]["median"], e["cand"]["median"]
-            if e.get("ci_low") is not None and e.get("ci_high") is not None:
-                body.append(f'<line x1="{X(e["seq"]):.1f}" x2="{X(e["seq"]):.1f}" '
-                            f'y1="{Y(b * e["ci_low"]):.1f}" y2="{Y(b * e["ci_high"]):.1f}" '
-                            f'stroke="{colour(res)}" stroke-width="2"/>')
-            if res == "kept":
-                body.append(_star(X(e["seq"]), Y(c), 8, colour(res), tip))
-            else:
-                body.append(f'<circle cx="{X(e["seq"]):.1f}" cy="{Y(c):.1f}" r="4" '
-                            f'fill="{colour(res)}"><title>{escape(tip)}</title></circle>')
+    if not levels:
+        return []
+    pts = []
+    for i, (s, v, _b) in enumerate(levels):
+        if i:
+            pts.append(f"{f.X(s - 0.5):.1f},{f.Y(levels[i - 1][1]):.1f}")
+            pts.append(f"{f.X(s - 0.5):.1f},{f.Y(v):.1f}")
         else:
-            x, y = X(e["seq"]), top + ph - 6
-            body.append(f'<path d="M{x - 4:.1f},{y - 4:.1f}L{x + 4:.1f},{y + 4:.1f}M{x - 4:.1f},'
-                        f'{y + 4:.1f}L{x + 4:.1f},{y - 4:.1f}" stroke="{colour(res)}" '
-                        f'stroke-width="2"><title>{escape(tip)}</title></path>')
-        if res not in present:
-            present.append(res)
-    body += [f'<line x1="{left + pw + 14}" x2="{left + pw + 34}" y1="{top + 6}" y2="{top + 6}" '
-             f'stroke="#2166ac" stroke-width="2"/><text x="{left + pw + 38}" y="{top + 10}" '
-             f'{FONT}>baseline</text>']
-    body += _legend(present, left + pw + 14, top + 24)
-    return _svg(width, height, body, f"progress of {name}", fluid=True)
+            pts.append(f"{f.X(f.x0 + 0.5 - 0.5):.1f},{f.Y(v):.1f}")
+    pts.append(f"{f.X(f.x1):.1f},{f.Y(levels[-1][1]):.1f}")
+    return [f'<polyline points="{" ".join(pts)}" fill="none" stroke="#2166ac" '
+            'stroke-width="2"><title>baseline</title></polyline>']
+
+
+def _progress_mark(f: _Frame, e: dict[str, Any], res: str, measured: bool) -> list[str]:
+    """One experiment: its CI and median (a star when kept), or a cross on the axis."""
+    tip = f"#{e['seq']} {e.get('title') or ''}: {res}"
+    if not measured:
+        x, y = f.X(e["seq"]), f.top + f.ph - 6
+        return [f'<path d="M{x - 4:.1f},{y - 4:.1f}L{x + 4:.1f},{y + 4:.1f}M{x - 4:.1f},'
+                f'{y + 4:.1f}L{x + 4:.1f},{y - 4:.1f}" stroke="{colour(res)}" '
+                f'stroke-width="2"><title>{escape(tip)}</title></path>']
+    b, c = e["base"]["median"], e["cand"]["median"]
+    out = []
+    if e.get("ci_low") is not None and e.get("ci_high") is not None:
+        out.append(f'<line x1="{f.X(e["seq"]):.1f}" x2="{f.X(e["seq"]):.1f}" '
+               f'y1="{f.Y(b * e["ci_low"]):.1f}" y2="{f.Y(b * e["ci_high"]):.1f}" '
+               f'stroke="{colour(res)}" stroke-width="2"/>')
+    if res == "kept":
+        return [*out, _star(f.X(e["seq"]), f.Y(c), 8, colour(res), tip)]
+    return [*out, f'<circle cx="{f.X(e["seq"]):.1f}" cy="{f.Y(c):.1f}" r="4" '
+                  f'fill="{colour(res)}"><title>{escape(tip)}</title></circle>']
 
 
 def forest_plot(summary: dict[str, Any], width: int = 760) -> str:
