@@ -30,7 +30,7 @@ from pathlib import Path
 
 from readfirst.core.config import load_spec
 from readfirst.loop.loop import LoopOptions, run_loop
-from readfirst.proposers import ProposerContext
+from readfirst.proposers.base import ProposerContext
 from readfirst.proposers.forks import ForksProposer
 from readfirst.research.orchestrate import research_target
 from readfirst.vcs import gitcli

@@ -38,7 +38,7 @@ from typing import Any
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import MetricSection, Spec, TargetSection
 from readfirst.core.target import Target
-from readfirst.loop.executors import Handle, Job, JobResult
+from readfirst.loop.executors.base import Handle, Job, JobResult
 from readfirst.loop.loop import Loop, LoopOptions
 from readfirst.measure.judge import side_dict
 from readfirst.vcs import gitcli

@@ -18,9 +18,10 @@ from conftest import git, make_target
 
 from readfirst.core.config import load_spec
 from readfirst.core.config_tables import AgentConfig
+from readfirst.core.errors import BudgetExceeded
 from readfirst.measure.sandbox import probe
-from readfirst.proposers import BudgetExceeded, ProposerContext
 from readfirst.proposers.agent_cli import CLIAgentProposer, agent_command
+from readfirst.proposers.base import ProposerContext
 from readfirst.research import Hypothesis, Site
 from readfirst.research.brief import ResearchStore
 from readfirst.research.run import ResearchResult

@@ -10,7 +10,7 @@ import pytest
 from conftest import PROGRAM, TOML, commit, git, make_target, params, run_cli, write
 
 from readfirst.core.config import load_spec
-from readfirst.proposers import ProposerContext
+from readfirst.proposers.base import ProposerContext
 from readfirst.proposers.forks import ForksProposer
 from readfirst.research import Hypothesis, Site
 from readfirst.research.brief import ResearchStore

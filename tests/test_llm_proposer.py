@@ -18,9 +18,9 @@ from respx.mocks import AbstractRequestMocker, Mocker
 from respx.patterns import parse_url
 
 from readfirst.core.config import Spec
-from readfirst.core.errors import ConfigError
+from readfirst.core.errors import BudgetExceeded, ConfigError
 from readfirst.llm.clients import PRICES, extract_json, price_of, visible_text
-from readfirst.proposers import BudgetExceeded, ProposerContext
+from readfirst.proposers.base import ProposerContext
 from readfirst.proposers.edits import EditError, apply_edits, extract_diff, parse_blocks
 from readfirst.proposers.llm import LLMProposer
 from readfirst.research import Hypothesis, Reference, Site

@@ -12,7 +12,7 @@ from conftest import BASE_WORK, TOML, git, make_target, params, write
 
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
-from readfirst.loop.executors import Job
+from readfirst.loop.executors.base import Job
 from readfirst.loop.executors.local import LocalExecutor
 from readfirst.vcs.workspace import Workspace
 

@@ -23,7 +23,7 @@ from test_security import hostile
 
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
-from readfirst.loop.executors import Job
+from readfirst.loop.executors.base import Job
 from readfirst.loop.executors.local import LocalExecutor
 from readfirst.measure.process import run_step
 from readfirst.measure.proctree import kill_tree

@@ -11,7 +11,8 @@ from conftest import PROGRAM, TOML, commit, git, make_target, params, write
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
 from readfirst.core.errors import ConfigError
-from readfirst.proposers import ProposerContext, get_proposer
+from readfirst.proposers import get_proposer
+from readfirst.proposers.base import ProposerContext
 from readfirst.proposers.forkrank import scope_patterns
 from readfirst.proposers.forks import ForksProposer
 from readfirst.proposers.patches import PatchesProposer

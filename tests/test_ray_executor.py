@@ -14,7 +14,7 @@ from conftest import BASE_WORK, commit, diff_for, git, make_target, params, writ
 
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
-from readfirst.loop.executors import Handle, Job, JobResult
+from readfirst.loop.executors.base import Handle, Job, JobResult
 from readfirst.measure.sandbox import probe
 from readfirst.vcs.workspace import Workspace
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from readfirst.report import build_context, funnel, write_report
+from readfirst.report import write_report
+from readfirst.report.context import build_context, funnel
 from readfirst.report.export import pi_jsonl
 from readfirst.report.status import status_rows, status_table
 

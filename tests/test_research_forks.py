@@ -17,7 +17,7 @@ import respx
 from conftest import TOML, commit, git, make_target, write
 
 from readfirst.core.config import Spec, load_spec
-from readfirst.proposers import ProposerContext
+from readfirst.proposers.base import ProposerContext
 from readfirst.proposers.forks import ForksProposer
 from readfirst.research import Finding, ResearchContext, Site
 from readfirst.research.forks_github import ForkDiscoverySource, github_repo, next_link

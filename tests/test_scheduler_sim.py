@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 from conftest import git
 
-from readfirst.loop.executors import Job
+from readfirst.loop.executors.base import Job
 from readfirst.store.loop_journal import FINAL_STATUSES
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scheduler_sim.py"

@@ -20,7 +20,7 @@ from conftest import BASE_WORK, git, make_target, params, write
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_spec
 from readfirst.core.errors import ConfigError
-from readfirst.loop.executors import Job, JobResult
+from readfirst.loop.executors.base import Job, JobResult
 from readfirst.loop.executors.sky_exec import MANIFEST, SkyPilotExecutor, parse_output
 from readfirst.loop.executors.sky_options import hourly_price, sky_clouds_enabled
 from readfirst.vcs import gitcli

@@ -13,7 +13,7 @@ from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
 from readfirst.core.notation import format_result_change
 from readfirst.core.target import Target
-from readfirst.loop.executors import JobResult
+from readfirst.loop.executors.base import JobResult
 from readfirst.vcs import gitcli
 from readfirst.vcs.apply import apply_candidate
 from readfirst.vcs.gitcli import COMMIT_IDENTITY

@@ -24,16 +24,17 @@ from typing import Any
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
 from readfirst.core.constants import PROPOSE_WHILE_LANDING_IDLE_SHARE
+from readfirst.core.errors import BudgetExceeded
 from readfirst.core.notation import format_result_change
 from readfirst.core.target import Target
 from readfirst.loop import loop_setup
 from readfirst.loop import loop_workers as lw
-from readfirst.loop.executors import Executor, Job, JobResult
+from readfirst.loop.executors.base import Executor, Job, JobResult
 from readfirst.loop.landing import LandingQueue, Tried, files_of, found_on, land_commit
 from readfirst.loop.loop_queue import CandidateQueue
 from readfirst.loop.loop_setup import LoopOptions, Setup, new_run_id, open_run, repair_of, restore
 from readfirst.loop.loop_workers import NOISE_STUB, Flight, Kind, WorkerPool
-from readfirst.proposers import BudgetExceeded, Proposer
+from readfirst.proposers.base import Proposer
 from readfirst.research.orchestrate import refresh_from_experiments, research_after_landing
 from readfirst.vcs import gitcli
 

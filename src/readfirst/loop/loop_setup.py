@@ -18,11 +18,13 @@ from typing import Any
 from readfirst.core import constants as C
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
-from readfirst.core.errors import ConfigError
+from readfirst.core.errors import BudgetExceeded, ConfigError
 from readfirst.core.target import Target
-from readfirst.loop.executors import Executor, JobResult, make_executor
+from readfirst.loop.executors import make_executor
+from readfirst.loop.executors.base import Executor, JobResult
 from readfirst.loop.landing import Tried
-from readfirst.proposers import BudgetExceeded, Proposer, ProposerContext, get_proposer
+from readfirst.proposers import get_proposer
+from readfirst.proposers.base import Proposer, ProposerContext
 from readfirst.store.journal import Journal
 from readfirst.store.loop_journal import FINAL_STATUSES, LoopLog
 from readfirst.vcs import gitcli

@@ -11,7 +11,7 @@ from typing import Literal
 
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
-from readfirst.loop.executors import Executor, Handle, Job, JobResult
+from readfirst.loop.executors.base import Executor, Handle, Job, JobResult
 from readfirst.loop.landing import LandingQueue, Tried
 from readfirst.loop.loop_setup import NoiseCheck, Setup
 from readfirst.store.loop_journal import LoopLog

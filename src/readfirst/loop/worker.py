@@ -24,7 +24,7 @@ from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
 from readfirst.core.errors import BaseFailedError
 from readfirst.core.fsutil import atomic_write
-from readfirst.loop.executors import Job, JobResult
+from readfirst.loop.executors.base import Job, JobResult
 from readfirst.loop.executors.local import die_with_the_loop
 from readfirst.measure.compare import bench, compare
 from readfirst.measure.sandbox import probe

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from readfirst.core.candidate import Candidate
-from readfirst.proposers import ProposerContext
+from readfirst.proposers.base import ProposerContext
 
 
 class AgentProposer:

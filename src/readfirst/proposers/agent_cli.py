@@ -27,12 +27,12 @@ from readfirst.core.candidate import Candidate
 from readfirst.core.config import load_agent
 from readfirst.core.config_tables import AgentConfig
 from readfirst.core.constants import JOURNAL_FILE
-from readfirst.core.errors import ConfigError
+from readfirst.core.errors import BudgetExceeded, ConfigError
 from readfirst.core.globs import under
 from readfirst.measure.guards import check_changes
 from readfirst.measure.process import StepResult, run_step
 from readfirst.measure.sandbox import Policy, policy_for, probe, step_env
-from readfirst.proposers import BudgetExceeded, ProposerContext
+from readfirst.proposers.base import ProposerContext
 from readfirst.vcs import gitcli
 from readfirst.vcs.workspace import Workspace
 

@@ -35,7 +35,7 @@ from readfirst.vcs.competitors import (
 )
 
 if TYPE_CHECKING:
-    from readfirst.proposers import ProposerContext
+    from readfirst.proposers.base import ProposerContext
 
 BRIEF_START = "<!-- readfirst:fork-ranking -->"
 BRIEF_END = "<!-- /readfirst:fork-ranking -->"

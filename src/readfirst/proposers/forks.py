@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from readfirst.core.candidate import Candidate
 from readfirst.core.errors import ConfigError
-from readfirst.proposers import ProposerContext, RecordsSkips
+from readfirst.proposers.base import ProposerContext, RecordsSkips
 from readfirst.proposers.forkrank import port_competitor, replace_section
 from readfirst.vcs import gitcli
 from readfirst.vcs.competitors import DEFAULT_MAX_COMMITS, competitors_for, fetch

@@ -33,7 +33,7 @@ from readfirst.llm.clients import (
     scrub,
 )
 from readfirst.measure.guards import check_changes
-from readfirst.proposers import ProposerContext
+from readfirst.proposers.base import ProposerContext
 from readfirst.proposers.edits import EditError, TargetFiles, apply_edits
 from readfirst.proposers.prompts import (
     SYSTEM,

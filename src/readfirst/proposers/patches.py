@@ -12,7 +12,7 @@ from pathlib import Path
 
 from readfirst.core.candidate import Candidate
 from readfirst.core.errors import ConfigError
-from readfirst.proposers import ProposerContext, RecordsSkips
+from readfirst.proposers.base import ProposerContext, RecordsSkips
 
 SUFFIXES = (".patch", ".diff")
 # `[PATCH]`, `[PATCH 2/5]`, `[RFC PATCH v2 1/3]`, ... (possibly several) before the subject.

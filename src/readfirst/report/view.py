@@ -21,6 +21,7 @@ from readfirst.report.charts import (
     result_of,
     samples_chart,
 )
+from readfirst.report.context import build_context, funnel
 from readfirst.store.loop_journal import LoopLog
 from readfirst.store.progress import live_states, state_line
 
@@ -90,8 +91,6 @@ def latest_run_id(db: sqlite3.Connection) -> str | None:
 
 def charts(summary: dict[str, Any], samples: dict[int, dict[str, list[float]]]
            ) -> dict[str, Any]:
-    from readfirst.report import funnel
-
     small = []
     for e in sorted(summary["experiments"], key=lambda e: e["seq"]):
         s = samples.get(e["seq"])
@@ -104,8 +103,6 @@ def charts(summary: dict[str, Any], samples: dict[int, dict[str, list[float]]]
 
 def run_view(db: sqlite3.Connection, run_id: str | None = None) -> dict[str, Any]:
     """The whole view of one run (default: the latest) as plain JSON-able data."""
-    from readfirst.report import build_context
-
     run_id = run_id or latest_run_id(db)
     log = LoopLog.reader(db)
     if run_id is None or log.get(run_id) is None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from readfirst.core.constants import KILL_GRACE_SECONDS
-from readfirst.loop.executors import Handle, Job, JobResult
+from readfirst.loop.executors.base import Handle, Job, JobResult
 from readfirst.measure.process import end_process
 from readfirst.vcs.workspace import Workspace
 

@@ -46,7 +46,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from readfirst.core.constants import KILL_GRACE_SECONDS
 from readfirst.core.errors import ConfigError
-from readfirst.loop.executors import Handle, Job, JobResult, warn_unsandboxed
+from readfirst.loop.executors.base import Handle, Job, JobResult, warn_unsandboxed
 from readfirst.measure.process import end_process
 from readfirst.measure.proctree import kill_recorded_owner, record_owner
 from readfirst.vcs import gitcli

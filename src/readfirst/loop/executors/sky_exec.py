@@ -29,7 +29,7 @@ from typing import Any
 
 from readfirst.core.candidate import Candidate
 from readfirst.core.errors import ConfigError
-from readfirst.loop.executors import Handle, Job, JobResult, warn_unsandboxed
+from readfirst.loop.executors.base import Handle, Job, JobResult, warn_unsandboxed
 from readfirst.loop.executors.sky_options import (
     SkyOptions,
     arch_choices,
