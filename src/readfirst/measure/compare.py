@@ -215,6 +215,7 @@ def _measure(
     runner.warmup([b, c] if runner.rng.random() < 0.5 else [c, b])
 
     walls: dict[str, list[float]] = {"base": [], "cand": []}
+    cpus: dict[str, list[float]] = {"base": [], "cand": []}
     metrics: dict[str, list[dict[str, float]]] = {"base": [], "cand": []}
     values: dict[str, list[float]] = {"base": [], "cand": []}
     repeated: set[str] = set()  # metric names one run printed with different values
@@ -227,6 +228,9 @@ def _measure(
         else:
             sb, sc = runner.interleaved_round(rnd, b, c)
         _keep(walls, metrics, sb, sc)
+        if sb.cpu is not None and sc.cpu is not None:
+            cpus["base"].append(sb.cpu)
+            cpus["cand"].append(sc.cpu)
         values["base"].append(sb.value)
         values["cand"].append(sc.value)
         progress("benchmark rounds", rnd + 1, cfg.max_rounds,
@@ -261,6 +265,8 @@ def _measure(
             wall_informative=(spec.metric.wall_check
                               and spec.metric.format not in C.SELF_TIMING_FORMATS),
             wall_share=spec.metric.wall_share,
+            cpu_base=cpus["base"],
+            cpu_cand=cpus["cand"],
         )
     )
 

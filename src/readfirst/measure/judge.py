@@ -57,6 +57,9 @@ class Evidence:
     wall_informative: bool = True
     # the smallest share of the process's wall time the metric may time ([metric] wall_share)
     wall_share: float = C.WALL_MIN_TIMED_SHARE
+    # CPU seconds of each benchmark run's process tree (empty when not measured)
+    cpu_base: list[float] = field(default_factory=list)
+    cpu_cand: list[float] = field(default_factory=list)
 
 
 def side_dict(samples: list[float]) -> dict[str, Any]:
@@ -82,7 +85,8 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
             flags.append(f"high_cv_{role}")
 
     wall = paired_ratio_test(ev.wall_base, ev.wall_cand, ev.alpha_look)
-    suspicion = _suspicion(ev, test, wall)
+    cpu = _cpu_test(ev)
+    suspicion = _suspicion(ev, test, wall, cpu)
     if suspicion is not None:
         verdict = "suspect"
         flags.append(suspicion[0])
@@ -108,12 +112,15 @@ def judge_measurement(ev: Evidence) -> dict[str, Any]:
         "cand": side_dict(seq.cand),
         "wall": {"ratio": wall.ratio, "ci_low": wall.ci_low, "ci_high": wall.ci_high,
                  "p_value": wall.p_value},
+        "cpu": None if cpu is None else {"ratio": cpu.ratio, "ci_low": cpu.ci_low,
+                                         "ci_high": cpu.ci_high, "p_value": cpu.p_value},
         "secondary": _secondary(ev.secondary_base, ev.secondary_cand, ev.metric["name"]),
         "flags": sorted(set(flags)),
     }
 
 
-def _suspicion(ev: Evidence, test: RatioTest, wall: RatioTest) -> tuple[str, str] | None:
+def _suspicion(ev: Evidence, test: RatioTest, wall: RatioTest,
+               cpu: RatioTest | None) -> tuple[str, str] | None:
     """(flag, reason) when the numbers cannot be trusted whatever the statistics say: an
     implausible ratio, one metric printed twice, or the wall clock disagreeing with the metric
     or not showing its change."""
@@ -137,11 +144,12 @@ def _suspicion(ev: Evidence, test: RatioTest, wall: RatioTest) -> tuple[str, str
             f"timing of the benchmark says the opposite (wall time {_wall_change(wall, ev)}, "
             f"p={wall.p_value:.2g})"
         )
-    if ev.wall_informative and _wall_unexplained(test, wall, ev.direction, ev.wall_share):
+    if ev.wall_informative and _clocks_unexplained(test, wall, cpu, ev):
+        cpu_text = "" if cpu is None else f", CPU time {_wall_change(cpu, ev)}"
         return "wall_time_unexplained", (
             f"the metric says {seq.decision} ({_stat_change(test, ev)}) but readfirst's own "
             f"timing of the benchmark shows no change (wall time "
-            f"{_wall_change(wall, ev)})"
+            f"{_wall_change(wall, ev)}{cpu_text})"
         )
     return None
 
@@ -161,6 +169,43 @@ def _ci_level(test: RatioTest, ev: Evidence) -> float:
     return 1.0 - ev.alpha if ev.alpha is not None else test.ci_level
 
 
+def _cpu_test(ev: Evidence) -> RatioTest | None:
+    """The CPU clock's paired test, when every kept round has a CPU time on both sides."""
+    n = len(ev.wall_base)
+    if len(ev.cpu_base) != n or len(ev.cpu_cand) != n or n < 2:
+        return None
+    if min(ev.cpu_base + ev.cpu_cand) <= 0:
+        return None
+    return paired_ratio_test(ev.cpu_base, ev.cpu_cand, ev.alpha_look)
+
+
+def _clocks_unexplained(test: RatioTest, wall: RatioTest, cpu: RatioTest | None,
+                        ev: Evidence) -> bool:
+    """Neither of readfirst's clocks accounts for the metric's change. The wall clock sees
+    sleeps, I/O and waiting; the CPU clock (the step's process tree) sees computation and
+    hardly moves on a busy machine, so a metric printed better than measured stays caught
+    when load makes the wall clock too noisy to tell. A clock that confidently shows no
+    change is overruled only by the other clock significantly showing the change."""
+    wall_off = _wall_unexplained(test, wall, ev.direction, ev.wall_share)
+    if cpu is None:
+        return wall_off
+    cpu_off = _wall_unexplained(test, cpu, ev.direction, ev.wall_share)
+    return (wall_off and not _clock_shows(test, cpu, ev.direction)) or \
+        (cpu_off and not _clock_shows(test, wall, ev.direction))
+
+
+def _claim(test: RatioTest, direction: str) -> tuple[float, float]:
+    """The metric's CI as a time ratio (inverted for higher-is-better)."""
+    return (test.ci_low, test.ci_high) if direction == "lower" else \
+        (1 / test.ci_high, 1 / test.ci_low)
+
+
+def _clock_shows(test: RatioTest, clock: RatioTest, direction: str) -> bool:
+    """The clock significantly moved the way the metric claims."""
+    lo, hi = _claim(test, direction)
+    return clock.ci_high < 1 if hi < 1 else clock.ci_low > 1 if lo > 1 else False
+
+
 def _wall_unexplained(test: RatioTest, wall: RatioTest, direction: str,
                       share: float) -> bool:
     """Even at the edge of its CI, readfirst's wall clock shows less than `share` of the
@@ -169,8 +214,7 @@ def _wall_unexplained(test: RatioTest, wall: RatioTest, direction: str,
     its own change (fixed start-up costs only dilute a real change), and a noisy clock proves
     nothing, so only a clock that confidently stayed near 1 trips this: the number was
     printed, not run."""
-    lo, hi = (test.ci_low, test.ci_high) if direction == "lower" else \
-        (1 / test.ci_high, 1 / test.ci_low)
+    lo, hi = _claim(test, direction)
     if hi < 1:  # the metric claims the benchmark got faster
         return wall.ci_low > 1 - share * (1 - hi)
     if lo > 1:  # ... or slower

@@ -40,6 +40,7 @@ class Sample:
     value: float  # the primary metric
     metrics: dict[str, float]
     wall: float  # seconds, timed by readfirst
+    cpu: float | None = None  # CPU seconds of the run's process tree (None: not measured)
     repeated: tuple[str, ...] = ()  # metric names printed more than once with different values
 
 
@@ -218,7 +219,7 @@ class Runner:
             raise StepFailed(
                 side.role, "bench", f"metric {self.metric_name!r} = {value} (must be > 0)", tail
             )
-        return Sample(value, metrics, res.seconds, repeated)
+        return Sample(value, metrics, res.seconds, cpu=res.cpu_seconds, repeated=repeated)
 
     def bench_once(self, side: Side, step: str, rnd: int | None = None) -> Sample:
         self._position = 0

@@ -91,6 +91,10 @@ class Policy:
         args += ["--bind", str(self.writable), str(self.writable)]
         args += ["--unshare-all", *([] if not self.network else ["--share-net"]),
                  "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                 # the step's shell is the namespace's pid 1 (no bwrap init in between): its
+                 # exit still ends everything in the namespace, and the CPU time of what it
+                 # waited for reaches readfirst's wait4 (bwrap's init does not pass it on)
+                 "--as-pid-1",
                  "--chdir", str(cwd), "--"]
         return args
 
@@ -131,7 +135,7 @@ def probe() -> str | None:
     try:
         proc = subprocess.run(
             [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
-             "--die-with-parent", "--cap-drop", "ALL", "--", "/bin/true"],
+             "--die-with-parent", "--cap-drop", "ALL", "--as-pid-1", "--", "/bin/true"],
             capture_output=True, text=True, timeout=C.SANDBOX_PROBE_TIMEOUT,
             stdin=subprocess.DEVNULL,
         )
