@@ -265,3 +265,24 @@ def test_python_target_with_py_spy(tmp_path: Path) -> None:
     finding = BottleneckSource(tools={"perf": None, "py-spy": pyspy}).run(ctx)
     assert finding.diagnosis["conclusion"] == "not diagnosed: the baseline benchmark failed"
     assert any("failed under py-spy (exit 4)" in n for n in finding.notes)
+
+
+def test_the_profiled_baseline_runs_in_the_sandbox(tmp_path: Path) -> None:
+    # the baseline may hold kept candidates' code: under the profiler it still cannot write
+    # the user's checkout or readfirst's state, and the profile is still taken
+    from readfirst.measure import sandbox
+
+    if sandbox.probe() is not None:
+        pytest.skip(sandbox.probe())
+    if not _perf_works(tmp_path):
+        pytest.skip("perf record does not work here")
+    repo = make_c_target(tmp_path / "target")
+    (repo / ".readfirst").mkdir()
+    escape = (f"./prog; echo hostile > {repo}/escaped || true; "
+              f"echo hostile > {repo}/.readfirst/planted || true")
+    finding = BottleneckSource().run(context(repo, bench=escape))
+    assert finding.diagnosis["profiler"] == "perf", finding.notes
+    assert finding.diagnosis["hotspots"][0] == "hot_loop"
+    assert not (repo / "escaped").exists()
+    assert not (repo / ".readfirst" / "planted").exists()
+    assert not (repo / ".readfirst" / "research" / "profile" / "planted").exists()

@@ -72,6 +72,8 @@ class Policy:
     network: bool = False
     extra_hidden: tuple[str, ...] = field(default=HIDDEN_SYSTEM)
     exposed: tuple[Path, ...] = ()  # read-only even inside a hidden place (e.g. a prompt file)
+    # writable besides the worktree, even inside a hidden place (e.g. a profiler's output)
+    extra_writable: tuple[Path, ...] = ()
 
     def bwrap_args(self, cwd: Path) -> list[str]:
         args = [bwrap_exe(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
@@ -89,6 +91,8 @@ class Policy:
         for ro in self.exposed:
             args += ["--ro-bind", str(ro), str(ro)]
         args += ["--bind", str(self.writable), str(self.writable)]
+        for rw in self.extra_writable:
+            args += ["--bind", str(rw), str(rw)]
         args += ["--unshare-all", *([] if not self.network else ["--share-net"]),
                  "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                  # the step's shell is the namespace's pid 1 (no bwrap init in between): its

@@ -19,11 +19,13 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from readfirst.core.errors import ConfigError
+from readfirst.measure import sandbox
 from readfirst.measure.metrics import MetricParseError, parse_metrics
 from readfirst.measure.process import RunningStep, StepResult, run_step, signal_group
 from readfirst.measure.timedlock import LockTimeout, timed_run
@@ -61,6 +63,31 @@ def resolve_tools(overrides: dict[str, str | None] | None = None) -> dict[str, s
     if found["py-spy"] is None and os.access(local, os.X_OK):
         found["py-spy"] = str(local)
     return {**found, **(overrides or {})}
+
+
+@dataclass(frozen=True)
+class _StepIsolation:
+    """How the diagnosis runs the target's own steps: in the sandbox when the config asks for
+    it and bwrap works, with the allow-listed environment; `out_dir` (the profiler's output,
+    made empty first) is writable inside it."""
+
+    out_dir: Path
+    kwargs: dict[str, Any]
+
+    @classmethod
+    def of(cls, ctx: ResearchContext, checkout: Path, out_dir: Path) -> _StepIsolation:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        t = ctx.spec.target
+        if not t.sandbox or sandbox.probe() is not None:
+            return cls(out_dir, {})
+        commands = [c for c in (t.build, t.bench) if c]
+        policy = sandbox.policy_for(checkout, ctx.repo, ctx.state_dir, t.network, commands)
+        policy = replace(policy, extra_writable=(out_dir.resolve(),))
+        env = t.env
+        clean = sandbox.step_env(env if isinstance(env, dict) else None,
+                                 env if isinstance(env, list) else ())
+        return cls(out_dir, {"sandbox": policy, "clean_env": clean})
 
 
 class BottleneckSource:
@@ -102,9 +129,10 @@ class BottleneckSource:
             diag["commit"] = commit = gitcli.resolve_commit(ctx.repo, rev)
             ws.ensure()
             with ws.lock_slot(SLOT):
-                workdir = ws.checkout(SLOT, commit)
-                workdir = workdir / ctx.rel if ctx.rel else workdir
-                text = self._build_and_profile(ctx, workdir, out_dir, logs, diag)
+                checkout = ws.checkout(SLOT, commit)
+                workdir = checkout / ctx.rel if ctx.rel else checkout
+                steps = _StepIsolation.of(ctx, checkout, out_dir / "profile")
+                text = self._build_and_profile(ctx, workdir, steps, logs, diag)
                 if text is not None:
                     self._metric(ctx, text, diag)
                     sites = self._sites(workdir, diag["hotspots"][:REF_N], diag["profiler"])
@@ -131,13 +159,16 @@ class BottleneckSource:
                          "profiling uses software sampling (cpu-clock)")
         return ok
 
-    def _build_and_profile(self, ctx: ResearchContext, workdir: Path, out_dir: Path,
+    def _build_and_profile(self, ctx: ResearchContext, workdir: Path, steps: _StepIsolation,
                            logs: Path, diag: dict[str, Any]) -> str | None:
         """Build, run the benchmark under a profiler (else plainly); its output (stdout or
-        [metric] output_file), None on failure."""
-        target, notes = ctx.spec.target, diag["notes"]
+        [metric] output_file), None on failure. The baseline may hold kept candidates' code:
+        these steps run in the sandbox like the loop's, the profiler's output directory the
+        only writable place besides the worktree."""
+        target, notes, out_dir = ctx.spec.target, diag["notes"], steps.out_dir
         if target.build:
-            res = run_step(target.build, workdir, logs / "build", target.build_timeout)
+            res = run_step(target.build, workdir, logs / "build", target.build_timeout,
+                           **steps.kwargs)
             if not res.ok:
                 notes.append(f"baseline build failed ({_failure(res)}); log {res.stderr_path}")
                 diag["conclusion"] = "not diagnosed: the baseline build failed"
@@ -152,7 +183,7 @@ class BottleneckSource:
                     path.unlink(missing_ok=True)
             # not while a worker times its rounds (the loop's refresh)
             with timed_run(target.bench_timeout * PROFILE_TIMEOUT_FACTOR):
-                step = RunningStep(cmd, workdir, logs / f"bench-{tool}")
+                step = RunningStep(cmd, workdir, logs / f"bench-{tool}", **steps.kwargs)
                 res = step.wait(target.bench_timeout * PROFILE_TIMEOUT_FACTOR)
             rc = rc_file.read_text().strip() if rc_file.is_file() else None
             if rc is None:  # the profiler gave up: end the benchmark it may have left running
@@ -174,7 +205,8 @@ class BottleneckSource:
         if out_file:
             out_file.unlink(missing_ok=True)
         with timed_run(target.bench_timeout):
-            res = run_step(target.bench, workdir, logs / "bench", target.bench_timeout)
+            res = run_step(target.bench, workdir, logs / "bench", target.bench_timeout,
+                           **steps.kwargs)
         if not res.ok:
             notes.append(f"baseline benchmark failed ({_failure(res)}); log {res.stderr_path}")
             diag["conclusion"] = "not diagnosed: the baseline benchmark failed"
