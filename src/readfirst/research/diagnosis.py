@@ -75,13 +75,15 @@ class _StepIsolation:
     kwargs: dict[str, Any]
 
     @classmethod
-    def of(cls, ctx: ResearchContext, checkout: Path, out_dir: Path) -> _StepIsolation:
+    def of(cls, ctx: ResearchContext, checkout: Path, out_dir: Path,
+           tools: dict[str, str | None]) -> _StepIsolation:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         t = ctx.spec.target
         if not t.sandbox or sandbox.probe() is not None:
             return cls(out_dir, {})
-        commands = [c for c in (t.build, t.bench) if c]
+        # the profilers by their paths, visible (read-only) wherever they are
+        commands = [c for c in (t.build, t.bench, *tools.values()) if c]
         policy = sandbox.policy_for(checkout, ctx.repo, ctx.state_dir, t.network, commands)
         policy = replace(policy, extra_writable=(out_dir.resolve(),))
         env = t.env
@@ -131,7 +133,7 @@ class BottleneckSource:
             with ws.lock_slot(SLOT):
                 checkout = ws.checkout(SLOT, commit)
                 workdir = checkout / ctx.rel if ctx.rel else checkout
-                steps = _StepIsolation.of(ctx, checkout, out_dir / "profile")
+                steps = _StepIsolation.of(ctx, checkout, out_dir / "profile", self.tools)
                 text = self._build_and_profile(ctx, workdir, steps, logs, diag)
                 if text is not None:
                     self._metric(ctx, text, diag)
