@@ -70,6 +70,8 @@ class CandidateQueue:
 
     def record_skipped(self, skipped: list[Skip], baseline: str) -> None:
         """Each skip once in the journal, as a settled experiment outside every wave."""
+        if not skipped:  # (reading the run's rows costs O(experiments))
+            return
         recorded = {r["candidate_id"] for r in self.log.experiments(self.run_id)}
         for cid, title, reason in skipped:
             if cid not in recorded:
