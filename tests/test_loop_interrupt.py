@@ -31,6 +31,13 @@ POINTS = {
 }
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "(gone)"
+
+
 @pytest.mark.parametrize("point", list(POINTS))
 def test_ctrl_c_during_start_up_ends_the_run_interrupted(point: str, tmp_path: Path) -> None:
     target = make_target(tmp_path / "target", TOML)
@@ -49,7 +56,8 @@ def test_ctrl_c_during_start_up_ends_the_run_interrupted(point: str, tmp_path: P
     assert journal_rows(db, "SELECT status, stop_reason FROM loop_runs") == [
         ("interrupted", "interrupted")]
     # nothing readfirst started is left: no worker (they run in the target), no step
-    assert processes_under(target) == []
+    left = {pid: _cmdline(pid) for pid in processes_under(target)}
+    assert left == {}
     for (pid,) in journal_rows(db, "SELECT pid FROM experiments WHERE pid > 0"):
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "State:\tZ" in status.read_text(), f"worker {pid} left"

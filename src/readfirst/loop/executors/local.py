@@ -22,7 +22,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,27 @@ def _die_with_parent() -> None:
     """Linux: SIGTERM this child when the loop process dies (even by kill -9)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM are noted, not acted on, inside the block; the first one noted is
+    handed to its handler after it (the main thread only: others cannot set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    old = {sig: signal.signal(sig, lambda signo, _f: noted.append(signo))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if noted and callable(old[noted[0]]):
+            old[noted[0]](noted[0], None)  # e.g. KeyboardInterrupt, now that it is safe
+        elif noted and old[noted[0]] == signal.SIG_DFL:
+            os.kill(os.getpid(), noted[0])
 
 
 def die_with_the_loop() -> bool:
@@ -81,13 +104,16 @@ class LocalExecutor:
         # No preexec_fn: with one, Python runs its at-fork hooks in this process, and a
         # Ctrl-C landing during the fork is raised inside one of them (logging's), which only
         # prints it: the run would go on. The worker sets its parent-death signal itself.
-        with open(self.jobs_dir / f"{worker}.worker.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "readfirst.loop.worker", "--serve", worker],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())},
-            )
-        self._procs[worker] = proc
+        # Ctrl-C and SIGTERM wait until the worker is on the books (`close` ends it): raised
+        # inside Popen, they would leave a worker nobody knows of.
+        with _signals_deferred():
+            with open(self.jobs_dir / f"{worker}.worker.log", "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "readfirst.loop.worker", "--serve", worker],
+                    stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())},
+                )
+            self._procs[worker] = proc
         if self.cpus.get(worker):
             with contextlib.suppress(OSError):  # already gone: its job will say so
                 os.sched_setaffinity(proc.pid, self.cpus[worker])
