@@ -194,8 +194,7 @@ class Loop:
         (only once something new came back since it was last asked); whether it gave any."""
         if not getattr(self.proposer, "continuous", False) or not self.answers_since_ask:
             return False
-        if self.landing.busy():  # the baseline is about to move: ask on the new one ...
-            # ... unless many workers would wait (some take the winners to confirm)
+        if self.landing.busy():  # ask on the new baseline, unless many workers would wait
             idle = len(self.pool.idle(self.busy_workers)) - len(self.landing.winners)
             if idle < max(2, PROPOSE_WHILE_LANDING_IDLE_SHARE * len(self.pool.healthy())):
                 return False
