@@ -236,22 +236,18 @@ class RunningStep:
             self.proc.returncode = os.waitstatus_to_exitcode(status)
         self._reaped.set()
 
-    def _wait_exit(self, timeout: float | None) -> bool:
-        """True once the step has exited and been reaped."""
-        return self._reaped.wait(timeout)
-
     def wait(self, timeout: float) -> StepResult:
         timed_out = False
         try:
             remaining = max(0.0, timeout - (time.perf_counter() - self.started))
-            if not self._wait_exit(remaining):
+            if not self._reaped.wait(remaining):
                 timed_out = True
                 self.kill()
         except BaseException:  # Ctrl-C or any error: never leave the group running
             self.kill()
             raise
         finally:
-            self._wait_exit(None)
+            self._reaped.wait(None)
             seconds = self._ended - self.started
             _LIVE_GROUPS.discard(self.proc.pid)
             truncated = self._finish_output()
@@ -281,9 +277,9 @@ class RunningStep:
         """SIGTERM the whole group, give it a grace period, then SIGKILL what is left (children
         that ignored SIGTERM included). In the sandbox, bwrap's death ends its namespace."""
         signal_group(self.proc.pid, signal.SIGTERM)
-        self._wait_exit(C.KILL_GRACE_SECONDS)
+        self._reaped.wait(C.KILL_GRACE_SECONDS)
         signal_group(self.proc.pid, signal.SIGKILL)
-        self._wait_exit(None)
+        self._reaped.wait(None)
 
 
 def signal_group(pgid: int, sig: int) -> None:

@@ -20,7 +20,7 @@ from readfirst.core.config import Spec
 from readfirst.measure.guards import tampered, tree_fingerprint
 from readfirst.measure.metrics import MetricParseError, parse_metrics
 from readfirst.measure.process import RunningStep, StepResult
-from readfirst.measure.sandbox import Policy, policy_for, step_env
+from readfirst.measure.sandbox import Policy, policy_for, target_step_env
 from readfirst.measure.timedlock import timed_runs
 from readfirst.store.journal import Journal
 
@@ -98,9 +98,7 @@ class Runner:
         self.isolation = isolation
         self.metric_name = spec.metric.name  # fixed by the first base run when None
         self.rng = random.Random(int.from_bytes(os.urandom(8), "little"))
-        env = spec.target.env
-        self.env = step_env(env if isinstance(env, dict) else None,
-                            env if isinstance(env, list) else ())
+        self.env = target_step_env(spec.target.env)
         self.policies: dict[str, Policy] = {}
         if isolation is not None and isolation.sandbox:
             t = spec.target

@@ -212,6 +212,13 @@ def step_env(extra: Mapping[str, str] | None = None,
     return env
 
 
+def target_step_env(config_env: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
+    """`step_env` for `[target] env`: a table of values to set, or a list of names to pass."""
+    if isinstance(config_env, Mapping):
+        return step_env(config_env)
+    return step_env(None, config_env)
+
+
 def known_secrets() -> list[bytes]:
     """Values readfirst knows to be secret: its environment's variables whose names look like
     keys or tokens (long enough not to match ordinary words)."""

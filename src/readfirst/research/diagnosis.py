@@ -86,9 +86,7 @@ class _StepIsolation:
         commands = [c for c in (t.build, t.bench, *tools.values()) if c]
         policy = sandbox.policy_for(checkout, ctx.repo, ctx.state_dir, t.network, commands)
         policy = replace(policy, extra_writable=(out_dir.resolve(),))
-        env = t.env
-        clean = sandbox.step_env(env if isinstance(env, dict) else None,
-                                 env if isinstance(env, list) else ())
+        clean = sandbox.target_step_env(t.env)
         return cls(out_dir, {"sandbox": policy, "clean_env": clean})
 
 
