@@ -15,7 +15,8 @@ from conftest import commit, git, write
 
 from readfirst.core.config import Spec
 from readfirst.research import ResearchContext
-from readfirst.research.diagnosis import BottleneckSource, resolve_tools
+from readfirst.research.diagnosis import BottleneckSource
+from readfirst.research.machine import resolve_tools
 from readfirst.research.roofline import (
     MEMORY_BOUND,
     NO_BYTES,

@@ -3,24 +3,21 @@ bandwidth, and place the workload on a roofline.
 
 `BottleneckSource.run(ctx)` builds a checkout of the baseline (worktree slot "research"), runs
 the benchmark under `perf record -e cpu-clock` (software sampling; py-spy for Python targets),
-runs a STREAM-triad probe (stream_probe.c, cached for a day per host) and, when
-`[research] bytes_per_unit` says how many bytes one unit of the metric moves, compares the
-achieved bandwidth with the measured one. Every tool failure degrades to a note.
+runs a STREAM-triad probe (machine.py) and, when `[research] bytes_per_unit` says how many
+bytes one unit of the metric moves, compares the achieved bandwidth with the measured one.
+Every tool failure degrades to a note.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,14 @@ from readfirst.measure.process import RunningStep, StepResult, run_step, signal_
 from readfirst.measure.timedlock import LockTimeout, timed_run
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.research import profile as P
+from readfirst.research.machine import (
+    TOOL_TIMEOUT,
+    bandwidth,
+    hardware_counters,
+    last_line,
+    resolve_tools,
+    step_failure,
+)
 from readfirst.research.roofline import (
     HYPOTHESES,
     hotspot_names,
@@ -43,26 +48,14 @@ from readfirst.vcs import gitcli
 from readfirst.vcs.workspace import Workspace
 
 SLOT = "research"
-TOOL_NAMES = ("perf", "py-spy", "cc")
-DAY = 86_400.0
 TOP_N, REF_N = 15, 5  # functions kept in the diagnosis; cited and searched for sites
 PROFILE_TIMEOUT_FACTOR = 1.5  # profiling slows the benchmark a little
-TOOL_TIMEOUT = 120.0
 C_GLOBS = ("*.c", "*.h", "*.cc", "*.cpp", "*.cxx", "*.hpp", "*.cu", "*.m", "*.mm")
 NATIVE_GLOBS = (*C_GLOBS, "*.rs", "*.go", "*.f90", "*.zig")
 # py-spy is started on this Python parent, which runs the benchmark and records its exit code:
 # with `sh` as the root, py-spy races the Python child's start and may give up.
 _PY_WRAPPER = ("import subprocess, sys; r = subprocess.call(['/bin/sh', '-c', sys.argv[1]]); "
                "open(sys.argv[2], 'w').write(str(r)); sys.exit(r)")
-
-
-def resolve_tools(overrides: dict[str, str | None] | None = None) -> dict[str, str | None]:
-    """Paths of perf, py-spy and cc: overrides first, then PATH, then this Python's bin/."""
-    found = {name: shutil.which(name) for name in TOOL_NAMES}
-    local = Path(sys.executable).parent / "py-spy"
-    if found["py-spy"] is None and os.access(local, os.X_OK):
-        found["py-spy"] = str(local)
-    return {**found, **(overrides or {})}
 
 
 @dataclass(frozen=True)
@@ -112,14 +105,15 @@ class BottleneckSource:
         logs.mkdir(parents=True, exist_ok=True)
         metric = ctx.spec.metric
         diag: dict[str, Any] = {
-            "profiler": None, "hardware_counters": self._hardware_counters(out_dir, logs, notes),
+            "profiler": None, "hardware_counters": hardware_counters(
+                self.tools.get("perf"), out_dir, logs, notes),
             "top_functions": [], "hotspots": [], "samples": None,
             "metric": {"name": metric.name, "value": None, "unit": metric.unit},
             "bandwidth_gbs": None, "bandwidth_1t_gbs": None, "achieved_gbs": None,
             "share": None, "conclusion": "", "commit": None, "notes": notes,
         }
         finding.diagnosis = diag
-        probe = self._bandwidth(ctx, out_dir, logs, notes)
+        probe = bandwidth(ctx, self.tools.get("cc"), out_dir, logs, notes)
         if probe:
             diag.update(bandwidth_gbs=probe["triad_gbs"], bandwidth_1t_gbs=probe.get(
                 "triad_1t_gbs"))
@@ -146,19 +140,6 @@ class BottleneckSource:
         finding.seconds = time.perf_counter() - started
         return finding
 
-    def _hardware_counters(self, out_dir: Path, logs: Path, notes: list[str]) -> bool:
-        perf = self.tools.get("perf")
-        if not perf:
-            return False
-        res = run_step(f"{shlex.quote(perf)} stat -e instructions true", out_dir,
-                       logs / "perf-stat", TOOL_TIMEOUT)
-        err = Path(res.stderr_path).read_text(errors="replace")
-        ok = res.ok and "instructions" in err and "<not supported>" not in err
-        if not ok:
-            notes.append("no hardware counters here (perf stat -e instructions: not supported); "
-                         "profiling uses software sampling (cpu-clock)")
-        return ok
-
     def _build_and_profile(self, ctx: ResearchContext, workdir: Path, steps: _StepIsolation,
                            logs: Path, diag: dict[str, Any]) -> str | None:
         """Build, run the benchmark under a profiler (else plainly); its output (stdout or
@@ -170,7 +151,7 @@ class BottleneckSource:
             res = run_step(target.build, workdir, logs / "build", target.build_timeout,
                            **steps.kwargs)
             if not res.ok:
-                notes.append(f"baseline build failed ({_failure(res)}); log {res.stderr_path}")
+                notes.append(f"baseline build failed ({step_failure(res)}); log {res.stderr_path}")
                 diag["conclusion"] = "not diagnosed: the baseline build failed"
                 return None
         out_file = workdir / ctx.spec.metric.output_file if ctx.spec.metric.output_file else None
@@ -190,17 +171,17 @@ class BottleneckSource:
                 signal_group(step.proc.pid, signal.SIGKILL)
             if res.timed_out or rc not in (None, "0"):
                 notes.append(f"baseline benchmark failed under {tool} ("
-                             f"{_failure(res) if res.timed_out else f'exit {rc}'}); "
+                             f"{step_failure(res) if res.timed_out else f'exit {rc}'}); "
                              f"log {res.stderr_path}")
                 diag["conclusion"] = "not diagnosed: the baseline benchmark failed"
                 return None
             if rc == "0" and data.is_file():
                 diag["profiler"] = tool
                 if not res.ok:
-                    notes.append(f"{tool} exited {res.exit_code}: {_last_line(res)}")
+                    notes.append(f"{tool} exited {res.exit_code}: {last_line(res)}")
                 self._read_profile(tool, data, out_dir, logs, diag, workdir)
                 return _output(res, out_file)
-            notes.append(f"{tool} run failed ({_failure(res)}): {_last_line(res)}; "
+            notes.append(f"{tool} run failed ({step_failure(res)}): {last_line(res)}; "
                          "running the benchmark without a profiler")
         if out_file:
             out_file.unlink(missing_ok=True)
@@ -208,7 +189,7 @@ class BottleneckSource:
             res = run_step(target.bench, workdir, logs / "bench", target.bench_timeout,
                            **steps.kwargs)
         if not res.ok:
-            notes.append(f"baseline benchmark failed ({_failure(res)}); log {res.stderr_path}")
+            notes.append(f"baseline benchmark failed ({step_failure(res)}); log {res.stderr_path}")
             diag["conclusion"] = "not diagnosed: the baseline benchmark failed"
             return None
         return _output(res, out_file)
@@ -249,7 +230,7 @@ class BottleneckSource:
                            logs / "perf-report", TOOL_TIMEOUT)
             text = res.stdout()
             if not res.ok:
-                notes.append(f"perf report failed ({_failure(res)}): {_last_line(res)}")
+                notes.append(f"perf report failed ({step_failure(res)}): {last_line(res)}")
             m = re.search(r"^# Samples: (\d+)([KM]?)", text, re.M)
             if m:
                 diag["samples"] = int(m[1]) * {"": 1, "K": 1000, "M": 1_000_000}[m[2]]
@@ -288,59 +269,6 @@ class BottleneckSource:
             diag["notes"].append(f"metric {name!r} missing from the profiled run's output")
         else:
             diag["metric"].update(name=name, value=metrics[name])
-
-    def _bandwidth(self, ctx: ResearchContext, out_dir: Path, logs: Path,
-                   notes: list[str]) -> dict[str, Any] | None:
-        """The STREAM triad result: [research] bandwidth_gbs, a cached probe, or a new one."""
-        given = ctx.research.get("bandwidth_gbs")
-        if isinstance(given, int | float) and not isinstance(given, bool) and given > 0:
-            return {"triad_gbs": float(given), "source": "[research] bandwidth_gbs"}
-        cache, host = out_dir / "bandwidth.json", socket.gethostname()
-        try:
-            cached = json.loads(cache.read_text())
-            if (cached.get("hostname") == host and time.time() - cached["timestamp"] < DAY
-                    and cached["triad_gbs"] > 0):
-                return dict(cached)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-        binary = self._probe_binary(out_dir, logs, notes)
-        if binary is None:
-            return None
-        mib = ctx.research.get("stream_mib", 0)  # MiB per array; 0: max(32 MiB, the L3)
-        mib = mib if isinstance(mib, int) and mib > 0 else 0
-        with timed_run(TOOL_TIMEOUT):
-            res = run_step(f"{shlex.quote(str(binary))} {mib}", out_dir,
-                           logs / "stream_probe", TOOL_TIMEOUT)
-        try:
-            metrics = parse_metrics("metric-lines", res.stdout()) if res.ok else {}
-        except MetricParseError:
-            metrics = {}
-        if not metrics.get("triad_gbs"):
-            notes.append(f"memory bandwidth probe failed ({_failure(res)}): {_last_line(res)}")
-            return None
-        result = {"hostname": host, "timestamp": time.time(), **metrics, "source": "stream_probe"}
-        cache.write_text(json.dumps(result, indent=1))
-        return result
-
-    def _probe_binary(self, out_dir: Path, logs: Path, notes: list[str]) -> Path | None:
-        """stream_probe compiled with `cc -O2` (reused while newer than its source)."""
-        cc, binary = self.tools.get("cc"), out_dir / "stream_probe"
-        tmp = out_dir / f"stream_probe.{os.getpid()}.tmp"
-        source = resources.files("readfirst.research").joinpath("stream_probe.c")
-        with resources.as_file(source) as src:
-            if binary.is_file() and binary.stat().st_mtime >= src.stat().st_mtime:
-                return binary
-            if not cc:
-                notes.append("no C compiler (cc): memory bandwidth not measured")
-                return None
-            res = run_step(f"{shlex.quote(cc)} -O2 -pthread -o {shlex.quote(str(tmp))} "
-                           f"{shlex.quote(str(src))}", out_dir, logs / "stream_probe-build",
-                           TOOL_TIMEOUT)
-        if not res.ok or not tmp.is_file():
-            notes.append(f"cannot compile the bandwidth probe ({_failure(res)}): "
-                         f"{_last_line(res)}")
-            return None
-        return tmp.replace(binary)
 
     def _sites(self, workdir: Path, names: list[str], profiler: str | None) -> list[Site]:
         """Definitions of the hot functions (`git grep`, first match each); may be empty."""
@@ -417,11 +345,3 @@ def _output(res: StepResult, out_file: Path | None) -> str:
         return res.stdout()
     return out_file.read_text(errors="replace") if out_file.is_file() else ""
 
-
-def _failure(res: StepResult) -> str:
-    return f"timed out after {res.seconds:.0f} s" if res.timed_out else f"exit {res.exit_code}"
-
-
-def _last_line(res: StepResult) -> str:
-    lines = [ln for ln in res.tail(20).splitlines() if ln.strip()]
-    return lines[-1].strip()[:200] if lines else "no output"

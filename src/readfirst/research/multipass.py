@@ -3,9 +3,9 @@
 This module holds the research source itself: `MultiPassSource` walks the tracked non-test
 files in parallel, `scan_file` is the per-file worker (a cheap text pre-filter, then
 `scan_source`), and `hypothesis_for` turns each chain found into a scored Hypothesis with its
-code Reference; `scan_source` scans one file's blocks. What counts as a pass and how passes
-chain (`classify`, `chains`, `buffers_of`) lives in passes.py (Python statements in
-passes_python.py, what they produce in pass_model.py) and is re-exported here.
+code Reference; `scan_source` scans one file's blocks. What counts as a pass (`classify`,
+passes.py; Python statements in passes_python.py; what they produce in pass_model.py) and how
+passes chain (`chains`, `buffers_of`, chains.py) is re-exported here.
 """
 
 from __future__ import annotations
@@ -19,12 +19,9 @@ import tree_sitter as ts
 
 from readfirst.research import Finding, Hypothesis, Reference, ResearchContext, Site
 from readfirst.research import treesit as T
+from readfirst.research.chains import buffers_of, chains
 from readfirst.research.pass_model import LOOPS, Env, Other, Pass, environment
-from readfirst.research.passes import (
-    buffers_of,
-    chains,
-    classify,
-)
+from readfirst.research.passes import classify
 from readfirst.research.passes_python import defines
 from readfirst.research.ranking import in_scope
 from readfirst.research.wrappers import find_wrappers
