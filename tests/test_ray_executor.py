@@ -19,13 +19,8 @@ from readfirst.measure.sandbox import probe
 from readfirst.vcs.workspace import Workspace
 
 ray = pytest.importorskip("ray")
-from readfirst.loop.executors.ray_exec import (  # noqa: E402
-    RayExecutor,
-    _import_blobs,
-    _preimages,
-    materialise,
-    node_home,
-)
+from readfirst.loop.executors.ray_exec import RayExecutor, _preimages  # noqa: E402
+from readfirst.loop.executors.ray_node import _import_blobs, materialise, node_home  # noqa: E402
 
 LOOP_PY = Path(__file__).parents[1] / "src" / "readfirst" / "loop" / "loop.py"
 

@@ -89,7 +89,6 @@ def render_section(agent: str, root: Path, spec: Spec | None) -> str:
     """The readfirst section, markers included, for `agent` and the target at `root`."""
     if agent not in AGENT_FILES:
         raise ConfigError(f"--agent {agent!r}: expected one of {', '.join(AGENT_FILES)}")
-    protected = [f"   - `{p}`" for p in _protected(spec)]
     lines = [
         BEGIN,
         "## Optimising this project with readfirst: research first, measure everything",
@@ -99,6 +98,23 @@ def render_section(agent: str, root: Path, spec: Spec | None) -> str:
         "",
         *_goal(spec),
         "",
+        *_method(spec),
+        "",
+        *_tools(),
+        "",
+        *_shell(),
+        "",
+        "### Registering the readfirst MCP server",
+        "",
+        *_registration(agent, root),
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _method(spec: Spec | None) -> list[str]:
+    """The research-first method, step by step; the protected files listed in step 7."""
+    return [
         "### The method",
         "",
         "1. **Research before you edit.** Call `research` and read the brief it writes "
@@ -121,31 +137,35 @@ def render_section(agent: str, root: Path, spec: Spec | None) -> str:
         "on. If the working tree changes after measuring, measure again before keeping.",
         "7. **Never edit the benchmark, the checks or the protected files**; an experiment that "
         "touches them is `refused`:",
-        *protected,
+        *[f"   - `{p}`" for p in _protected(spec)],
         "8. **Log what failed and why**: readfirst records every experiment (`status`, "
         "`report`); add your reading of each failure (the verdict, the reason, what it rules "
         "out) to your notes so the idea is not tried again.",
-        "",
+    ]
+
+
+def _tools() -> list[str]:
+    """readfirst's MCP tools, one line each, and which of them touch the working tree."""
+    return [
         "### readfirst's MCP tools",
         "",
         *[f"- {line}" for line in TOOL_LINES.values()],
         "",
         "Only `keep` and `discard` touch your working tree, and only when you call them; "
         "everything else works in worktrees under `.readfirst/`.",
-        "",
+    ]
+
+
+def _shell() -> list[str]:
+    """The same workflow from a shell."""
+    return [
         "### The same from a shell",
         "",
         "- `readfirst research [--offline]`: the brief and ranked hypotheses.",
         "- `readfirst compare HEAD WORKTREE`: your uncommitted change against HEAD.",
         "- `readfirst status`: the experiments of the latest `readfirst run`.",
         "- `readfirst report`: its Markdown and HTML report.",
-        "",
-        "### Registering the readfirst MCP server",
-        "",
-        *_registration(agent, root),
-        END,
     ]
-    return "\n".join(lines) + "\n"
 
 
 def merge(existing: str | None, section: str) -> str:

@@ -35,7 +35,12 @@ from readfirst.measure.runner import (
     duet_cpu_sets,
 )
 from readfirst.measure.sandbox import probe
-from readfirst.measure.stats import plan_looks, sequential_compare, summarize
+from readfirst.measure.stats import (
+    SequentialResult,
+    plan_looks,
+    sequential_compare,
+    summarize,
+)
 from readfirst.store.journal import Journal
 from readfirst.store.progress import interim_estimate
 from readfirst.vcs import gitcli
@@ -198,44 +203,38 @@ def _compare_run(
     return result
 
 
-def _measure(
-    runner: Runner,
-    spec: Spec,
-    b: Side,
-    c: Side,
-    progress: Progress,
-    cpu_sets: tuple[set[int], set[int]] | None,
-    reuse: bool = True,
-) -> dict[str, Any]:
-    cfg = spec.compare
+def _measure(runner: Runner, spec: Spec, b: Side, c: Side, progress: Progress,
+             cpu_sets: tuple[set[int], set[int]] | None, reuse: bool = True) -> dict[str, Any]:
+    """Build and check both sides, warm up, run rounds until the sequential test decides, and
+    judge what they measured."""
     failed = _build_and_check(runner, spec, b, c, progress, reuse)
     if failed is not None:
         return failed
     progress("warming up", None, None)
     runner.warmup([b, c] if runner.rng.random() < 0.5 else [c, b])
+    seq, rounds = _run_rounds(runner, spec, b, c, progress, cpu_sets)
+    return judge_measurement(_evidence(spec, runner.metric_name, seq, rounds))
 
-    walls: dict[str, list[float]] = {"base": [], "cand": []}
-    cpus: dict[str, list[float]] = {"base": [], "cand": []}
-    metrics: dict[str, list[dict[str, float]]] = {"base": [], "cand": []}
-    values: dict[str, list[float]] = {"base": [], "cand": []}
-    repeated: set[str] = set()  # metric names one run printed with different values
+
+Rounds = list[tuple[Sample, Sample]]  # (base, cand) of each round
+
+
+def _run_rounds(runner: Runner, spec: Spec, b: Side, c: Side, progress: Progress,
+                cpu_sets: tuple[set[int], set[int]] | None) -> tuple[SequentialResult, Rounds]:
+    """Interleaved rounds (duet rounds with `cpu_sets`) until the sequential test stops."""
+    cfg = spec.compare
+    rounds: Rounds = []
 
     def draw_round() -> tuple[float, float]:
-        rnd = len(walls["base"])
+        rnd = len(rounds)
         progress("benchmark rounds", rnd, cfg.max_rounds)
         if cpu_sets is not None:
             sb, sc = runner.duet_round(rnd, b, c, cpu_sets)
         else:
             sb, sc = runner.interleaved_round(rnd, b, c)
-        _keep(walls, metrics, sb, sc)
-        if sb.cpu is not None and sc.cpu is not None:
-            cpus["base"].append(sb.cpu)
-            cpus["cand"].append(sc.cpu)
-        values["base"].append(sb.value)
-        values["cand"].append(sc.value)
+        rounds.append((sb, sc))
         progress("benchmark rounds", rnd + 1, cfg.max_rounds,
-                 interim_estimate(values["base"], values["cand"]))
-        repeated.update(sb.repeated + sc.repeated)
+                 interim_estimate([r[0].value for r in rounds], [r[1].value for r in rounds]))
         return sb.value, sc.value
 
     seq = sequential_compare(
@@ -248,26 +247,33 @@ def _measure(
         spending=cfg.spending,
     )
     progress("benchmark rounds", len(seq.base), cfg.max_rounds)
-    return judge_measurement(
-        Evidence(
-            metric=_metric_info(spec, runner.metric_name),
-            direction=spec.metric.direction,
-            noise_threshold=cfg.noise_threshold,
-            alpha_look=seq.alpha_look,
-            alpha=cfg.alpha,
-            plausible_ratio=cfg.plausible_ratio,
-            seq=seq,
-            wall_base=walls["base"],
-            wall_cand=walls["cand"],
-            secondary_base=metrics["base"],
-            secondary_cand=metrics["cand"],
-            repeated_metrics=sorted(repeated),
-            wall_informative=(spec.metric.wall_check
-                              and spec.metric.format not in C.SELF_TIMING_FORMATS),
-            wall_share=spec.metric.wall_share,
-            cpu_base=cpus["base"],
-            cpu_cand=cpus["cand"],
-        )
+    return seq, rounds
+
+
+def _evidence(spec: Spec, metric_name: str | None, seq: SequentialResult,
+              rounds: Rounds) -> Evidence:
+    """The judge's input: the test's result, the rounds' samples (CPU times of the rounds
+    where both sides have one), the settings."""
+    cfg = spec.compare
+    cpus = [(sb.cpu, sc.cpu) for sb, sc in rounds if sb.cpu is not None and sc.cpu is not None]
+    return Evidence(
+        metric=_metric_info(spec, metric_name),
+        direction=spec.metric.direction,
+        noise_threshold=cfg.noise_threshold,
+        alpha_look=seq.alpha_look,
+        alpha=cfg.alpha,
+        plausible_ratio=cfg.plausible_ratio,
+        seq=seq,
+        wall_base=[sb.wall for sb, _ in rounds],
+        wall_cand=[sc.wall for _, sc in rounds],
+        secondary_base=[sb.metrics for sb, _ in rounds],
+        secondary_cand=[sc.metrics for _, sc in rounds],
+        repeated_metrics=sorted({n for sb, sc in rounds for n in sb.repeated + sc.repeated}),
+        wall_informative=(spec.metric.wall_check
+                          and spec.metric.format not in C.SELF_TIMING_FORMATS),
+        wall_share=spec.metric.wall_share,
+        cpu_base=[cb for cb, _ in cpus],
+        cpu_cand=[cc for _, cc in cpus],
     )
 
 
@@ -294,14 +300,6 @@ def _build_and_check(runner: Runner, spec: Spec, b: Side, c: Side, progress: Pro
     reason = f"candidate checks failed ({'timeout' if checks.timed_out else checks.exit_code})"
     return early_verdict("checks_failed", reason, _metric_info(spec, runner.metric_name),
                          flags, tail=checks.tail(50))
-
-
-def _keep(walls: dict[str, list[float]], metrics: dict[str, list[dict[str, float]]],
-          sb: Sample, sc: Sample) -> None:
-    walls["base"].append(sb.wall)
-    walls["cand"].append(sc.wall)
-    metrics["base"].append(sb.metrics)
-    metrics["cand"].append(sc.metrics)
 
 
 def _flag_drift(journal: Journal, run_id: int, tree: str, result: dict[str, Any],
