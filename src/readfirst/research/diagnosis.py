@@ -151,8 +151,7 @@ class BottleneckSource:
             res = run_step(target.build, workdir, logs / "build", target.build_timeout,
                            **steps.kwargs)
             if not res.ok:
-                notes.append(f"baseline build failed ({step_failure(res)}); log {res.stderr_path}")
-                diag["conclusion"] = "not diagnosed: the baseline build failed"
+                _not_diagnosed(diag, "build", f"({step_failure(res)}); log {res.stderr_path}")
                 return None
         out_file = workdir / ctx.spec.metric.output_file if ctx.spec.metric.output_file else None
         rc_file = out_dir / "bench.rc"  # the benchmark's exit code (py-spy always exits 0)
@@ -170,10 +169,9 @@ class BottleneckSource:
             if rc is None:  # the profiler gave up: end the benchmark it may have left running
                 signal_group(step.proc.pid, signal.SIGKILL)
             if res.timed_out or rc not in (None, "0"):
-                notes.append(f"baseline benchmark failed under {tool} ("
-                             f"{step_failure(res) if res.timed_out else f'exit {rc}'}); "
-                             f"log {res.stderr_path}")
-                diag["conclusion"] = "not diagnosed: the baseline benchmark failed"
+                _not_diagnosed(diag, "benchmark", f"under {tool} ("
+                               f"{step_failure(res) if res.timed_out else f'exit {rc}'}); "
+                               f"log {res.stderr_path}")
                 return None
             if rc == "0" and data.is_file():
                 diag["profiler"] = tool
@@ -189,8 +187,7 @@ class BottleneckSource:
             res = run_step(target.bench, workdir, logs / "bench", target.bench_timeout,
                            **steps.kwargs)
         if not res.ok:
-            notes.append(f"baseline benchmark failed ({step_failure(res)}); log {res.stderr_path}")
-            diag["conclusion"] = "not diagnosed: the baseline benchmark failed"
+            _not_diagnosed(diag, "benchmark", f"({step_failure(res)}); log {res.stderr_path}")
             return None
         return _output(res, out_file)
 
@@ -338,6 +335,12 @@ def _is_python_target(bench: str, workdir: Path) -> bool:
     if not any((workdir / f).is_file() for f in ("pyproject.toml", "setup.py")):
         return False
     return not gitcli.git(workdir, "ls-files", "--", *NATIVE_GLOBS, check=False).strip()
+
+
+def _not_diagnosed(diag: dict[str, Any], step: str, how: str) -> None:
+    """A baseline `step` (build, benchmark) failed `how`: noted, and the conclusion says so."""
+    diag["notes"].append(f"baseline {step} failed {how}")
+    diag["conclusion"] = f"not diagnosed: the baseline {step} failed"
 
 
 def _output(res: StepResult, out_file: Path | None) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from readfirst.research.ranking import functions_of, plain
+from readfirst.research.roofline import pyspy_lines
 from readfirst.vcs import gitcli
 
 if TYPE_CHECKING:
@@ -53,13 +54,10 @@ def perf_stacks(lines: Iterable[str]) -> Iterable[list[str]]:
 
 def pyspy_stacks(text: str) -> Iterable[tuple[list[str], int]]:
     """(stack leaf first, count) of py-spy's collapsed `--format raw` output."""
-    for line in text.splitlines():
-        stack, _, n = line.rstrip().rpartition(" ")
-        if not stack or not n.isdigit():
-            continue
+    for stack, n in pyspy_lines(text):
         frames = [re.sub(r" \(.*\)$", "", f) for f in stack.split(";") if f]
         frames = [f for f in frames if not f.startswith("process ")]
-        yield frames[::-1], int(n)
+        yield frames[::-1], n
 
 
 def from_stacks(stacks: Iterable[tuple[list[str], int]]) -> tuple[dict[str, float], float]:

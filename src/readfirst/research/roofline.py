@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 MEMORY_BOUND_SHARE, COMPUTE_BOUND_SHARE = 0.6, 0.3
@@ -48,22 +49,28 @@ def parse_perf_report(text: str) -> list[dict[str, Any]]:
     return [{"function": f, "share": round(s, 2)} for f, s in shares.most_common()]
 
 
+def pyspy_lines(text: str) -> Iterator[tuple[str, int]]:
+    """(stack, sample count) of each line of py-spy's `--format raw` output: collapsed stacks,
+    "f (file:line);g (file:line) N", root first; other lines skipped."""
+    for line in text.splitlines():
+        stack, _, n = line.rstrip().rpartition(" ")
+        if stack and n.isdigit():
+            yield stack, int(n)
+
+
 def parse_pyspy_raw(text: str, skip_parent: bool = False) -> list[dict[str, Any]]:
     """py-spy `--format raw` (collapsed stacks, "f (file:line);g (file:line) N") -> leaf-frame
     shares, [{"function", "file", "share"}] by share. `process N:"cmd"` frames (from
     --subprocesses) are dropped, and with skip_parent the root process's own samples; a sample
     without a Python frame counts as "[no Python frame]"."""
     counts: Counter[tuple[str, str]] = Counter()
-    for line in text.splitlines():
-        stack, _, n = line.rstrip().rpartition(" ")
-        if not stack or not n.isdigit():
-            continue
+    for stack, n in pyspy_lines(text):
         stack, processes = _PROCESS_FRAME.subn("", stack)
         if skip_parent and processes == 1:
             continue
         frames = [f for f in stack.split(";") if f]
         m = re.match(r"^(.*?) \((.*?)(?::\d+)?\)$", frames[-1]) if frames else None
-        counts[(m[1], m[2]) if m else ("[no Python frame]", "")] += int(n)
+        counts[(m[1], m[2]) if m else ("[no Python frame]", "")] += n
     total = sum(counts.values()) or 1
     return [{"function": f, "file": file, "share": round(100.0 * c / total, 2)}
             for (f, file), c in counts.most_common()]
