@@ -230,6 +230,7 @@ class SimExecutor:
         entry = self._running.pop(handle.exp_id, None)
         if entry is not None:
             self.busy_seconds += self.now - entry[1]
+            self.log.append((self.now, "cancel", handle.worker, handle.exp_id))
 
     def close(self) -> None:
         for handle, *_ in list(self._running.values()):
@@ -281,8 +282,12 @@ class SimReport:
     report_seconds: float  # the Markdown + HTML report at the end (part of loop_seconds)
     journal_writes: int
     peak_in_flight: int
+    speculative: int  # speculative confirmations started (on workers that would have idled)
+    speculative_used: int  # those that became a winner's confirmation
+    speculation_wasted: float  # unused speculation's worker-seconds / (workers x makespan)
     summary: dict[str, Any] = field(repr=False)
     executor: SimExecutor = field(repr=False)
+    speculative_ids: frozenset[int] = frozenset()  # experiment ids (= seq in a fresh journal)
 
     @property
     def experiments(self) -> int:
@@ -348,7 +353,11 @@ def simulate(workers: int, experiments_per_worker: int = 10, seed: int = 0, *,
     rows = summary["experiments"]
     makespan = sim.now
     capacity = workers * makespan
-    idle = book_idle(sim, rows)
+    spec = loop.speculator
+    idle = book_idle(sim, rows, spec.started)
+    spans = _spans(sim)
+    wasted = sum(end - start for i, (start, end) in spans.items()
+                 if i in spec.started and i not in spec.used)
     return SimReport(
         "barrier" if barrier else "no barrier", workers,
         sum(1 for r in rows if r["kind"] == "explore" and r["wave"] > 0),
@@ -357,7 +366,9 @@ def simulate(workers: int, experiments_per_worker: int = 10, seed: int = 0, *,
         makespan / 3600, sim.busy_seconds / capacity if makespan else 0.0,
         sim.busy_seconds / (capacity - idle["tail"]) if makespan else 0.0,
         {k: v / capacity for k, v in idle.items()} if makespan else {},
-        wall - sim.own_seconds, report_t[0], writes[0], sim.peak_in_flight, summary, sim)
+        wall - sim.own_seconds, report_t[0], writes[0], sim.peak_in_flight,
+        len(spec.started), len(spec.used), wasted / capacity if makespan else 0.0, summary, sim,
+        frozenset(spec.started))
 
 
 IDLE_REASONS = ("barrier", "proposer had nothing", "waiting for landing",
@@ -380,16 +391,19 @@ def idle_reason(loop: Loop, prop: SimProposer) -> str:
     return "nothing to start"
 
 
-def book_idle(sim: SimExecutor, rows: list[dict[str, Any]]) -> Counter[str]:
+def book_idle(sim: SimExecutor, rows: list[dict[str, Any]],
+              speculative: set[int] | frozenset[int] = frozenset()) -> Counter[str]:
     """Idle worker-seconds by reason. While nothing could start, the idle workers were
     waiting on the confirmations in flight: if a winner was measured again after that
     (stacked on one that was not kept), that is `confirmation serialisation`; otherwise it is
     the `tail`: only the last experiments' own results were awaited (an exploration before its
-    confirmation, a confirmation before its landing), and no schedule could fill it."""
+    confirmation, a confirmation before its landing), and no schedule could fill it. A
+    speculative confirmation (`speculative`: started on a worker that would otherwise idle,
+    in case the winner ahead is not kept) is not a winner measured again."""
     seen: set[str] = set()
     again: list[int] = []  # a fresh journal: experiment id = seq
     for r in sorted(rows, key=lambda r: r["seq"]):
-        if r["kind"] == "confirm":
+        if r["kind"] == "confirm" and r["seq"] not in speculative:
             if r["candidate_id"] in seen:
                 again.append(r["seq"])
             seen.add(r["candidate_id"])
@@ -407,7 +421,7 @@ def _spans(sim: SimExecutor) -> dict[int, tuple[float, float]]:
     """exp_id -> (start, end) on the simulated clock."""
     starts: dict[int, float] = {}
     out: dict[int, tuple[float, float]] = {}
-    for t, what, _worker, exp_id in sim.log:
+    for t, what, _worker, exp_id in sim.log:  # "start", then "end" or "cancel"
         if what == "start":
             starts[exp_id] = t
         else:
@@ -419,12 +433,14 @@ def print_table(reports: list[SimReport]) -> None:
     idle = " | ".join(f"idle: {why}" for why in IDLE_REASONS)
     print("| schedule | workers | experiments (confirmations, kept) | simulated h |"
           f" utilisation while work remained | utilisation overall | {idle} |"
+          " speculative confirmations (used) | unused speculation |"
           " loop ms / experiment | journal writes / experiment | peak in flight |")
-    print("|---|---:|---:|---:|---:|---:|" + "---:|" * len(IDLE_REASONS) + "---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|" + "---:|" * len(IDLE_REASONS) + "---:|" * 5)
     for r in reports:
         shares = " | ".join(f"{r.idle.get(why, 0.0):.1%}" for why in IDLE_REASONS)
         print(f"| {r.mode} | {r.workers} | {r.experiments} ({r.confirmations}, {r.kept}) |"
               f" {r.makespan_h:.1f} | {r.while_work:.1%} | {r.utilisation:.1%} | {shares} |"
+              f" {r.speculative} ({r.speculative_used}) | {r.speculation_wasted:.1%} |"
               f" {r.ms_per_experiment:.2f} |"
               f" {r.journal_writes / max(r.experiments, 1):.1f} | {r.peak_in_flight} |")
 

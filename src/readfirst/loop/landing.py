@@ -72,6 +72,17 @@ class Tried:
 
 
 @dataclass
+class Speculation:
+    """A winner stacked on an unconfirmed one, measured also on the tree it would land on
+    if the head of the queue is not kept (run only on a worker that would otherwise idle)."""
+
+    exp_id: int
+    on: str  # the commit it is measured on: the baseline with the winners between applied
+    without: frozenset[int]  # the winners ahead left out (their explorations' ids)
+    check: Tried | None = None  # its result, once back
+
+
+@dataclass
 class Pending:
     """A confirmation in the landing queue, measured on the tip of the queue at its start:
     the baseline with every winner ahead of it applied. It lands only if they all did."""
@@ -79,13 +90,27 @@ class Pending:
     winner: Tried
     exp_id: int
     check: Tried | None = None  # its result, once back
+    alt: Speculation | None = None  # measured without the head, in case it is not kept
+    no_alt: bool = False  # its alternative tree could not be made
+
+
+@dataclass
+class Cut:
+    """What a head that was not kept leaves: confirmations back (to judge again), winners
+    promoted with their speculative confirmation, and experiments no longer of use."""
+
+    back: list[Pending]
+    promoted: list[Pending]  # the new queue: each one's speculation matched the new tip
+    superseded: list[int]  # their own confirmations, measured on top of the failed head
+    unused: list[Speculation]
 
 
 class LandingQueue:
     """Winners waiting for their confirmation (best first), and the confirmations started,
     in the order they may land. Each confirmation is measured on the queue's tip, so winners
     confirmed at once must stack; when one is not kept, those measured on top of it are
-    stale and measured again."""
+    stale and measured again, unless a speculative confirmation (`speculation`, run on a
+    worker that would otherwise idle) was measured on exactly the new tip."""
 
     def __init__(self, repo: Path, baseline: str, spec: Spec) -> None:
         self.repo, self.spec = repo, spec
@@ -95,6 +120,7 @@ class LandingQueue:
         self.stale: dict[int, Tried] = {}  # confirmation exp_id -> its winner
         self.deferred: list[Tried] = []  # do not apply on the tip: tried once it is empty
         self._next_tip: str | None = None
+        self._stacked: dict[tuple[str, int], str] = {}  # (parent, winner) -> commit
 
     def add(self, winner: Tried, *, first: bool = False) -> None:
         self.winners.insert(0, winner) if first else self.winners.append(winner)
@@ -119,8 +145,7 @@ class LandingQueue:
                 continue
             self.winners.remove(winner)
             try:
-                self._next_tip = gitcli.commit_diff(self.repo, self.tip, winner.cand.diff,
-                                                    winner.cand.title)
+                self._next_tip = self.stacked(self.tip, winner)
             except gitcli.GitError:
                 self._next_tip = None
                 if self.pending:
@@ -147,13 +172,102 @@ class LandingQueue:
             return self.pending.pop(0)
         return None
 
-    def cut(self) -> list[Pending]:
-        """The head was not kept: those measured on top of it are stale. The ones back
-        already are returned; the others are noted for when they come back."""
-        back = [p for p in self.pending if p.check is not None]
-        self.stale.update((p.exp_id, p.winner) for p in self.pending if p.check is None)
-        self.pending = []
-        return back
+    def cut(self, baseline: str) -> Cut:
+        """The head was not kept: those measured on top of it are stale. In queue order, one
+        whose speculative confirmation was measured on exactly the new tip keeps its place
+        with it; of the others, those back are returned, the rest noted for when they come
+        back; every other speculation is unused."""
+        out = Cut([], [], [], [])
+        rest, self.pending, self.tip = self.pending, [], baseline
+        tip_tree = gitcli.tree_of(self.repo, baseline)
+        for p in rest:
+            alt = p.alt
+            if alt is not None and gitcli.tree_of(self.repo, alt.on) == tip_tree:
+                try:
+                    self.tip = self.stacked(self.tip, p.winner)
+                except gitcli.GitError:  # cannot happen for a tree it was measured on
+                    pass
+                else:
+                    tip_tree = gitcli.tree_of(self.repo, self.tip)
+                    promoted = Pending(p.winner, alt.exp_id, alt.check)
+                    self.pending.append(promoted)
+                    out.promoted.append(promoted)
+                    out.superseded.append(p.exp_id)
+                    continue
+            if alt is not None:
+                out.unused.append(alt)
+            if p.check is not None:
+                out.back.append(p)
+            else:
+                self.stale[p.exp_id] = p.winner
+        return out
+
+    def unused(self, kept: Tried) -> list[Speculation]:
+        """The head was kept: speculations measured without it are of no use."""
+        out = [p.alt for p in self.pending
+               if p.alt is not None and kept.exp_id in p.alt.without]
+        for p in self.pending:
+            if p.alt in out:
+                p.alt = None
+        return out
+
+    def speculations(self) -> list[tuple[Pending, frozenset[int]]]:
+        """The winners stacked on unconfirmed ones that want a speculative confirmation, and
+        which winners ahead to leave out: those whose confirmation already failed (they will
+        not be kept) or, when none did, the first one not back yet (it may fail). One whose
+        speculation leaves out other winners is listed again (its speculation is stale)."""
+        out = []
+        lost: set[int] = set()
+        unknown: int | None = None
+        for p in self.pending:
+            without = frozenset(lost) or (frozenset({unknown}) if unknown is not None
+                                          else frozenset())
+            failed = p.check is not None and p.check.result.verdict != "improved"
+            if without and not failed and not p.no_alt and \
+                    (p.alt is None or p.alt.without != without):
+                out.append((p, without))
+            if failed:
+                lost.add(p.winner.exp_id)
+            elif p.check is None and unknown is None:
+                unknown = p.winner.exp_id
+        return out
+
+    def alt_tree(self, entry: Pending, without: frozenset[int], baseline: str) -> str | None:
+        """The baseline with the winners ahead of `entry` applied, but those `without`
+        (None, and `no_alt` noted, when one does not apply)."""
+        on = baseline
+        for p in self.pending:
+            if p is entry:
+                return on
+            if p.winner.exp_id not in without:
+                try:
+                    on = self.stacked(on, p.winner)
+                except gitcli.GitError:
+                    entry.no_alt = True
+                    return None
+        return None
+
+    def speculation_back(self, check: Tried) -> bool:
+        """Note a speculative confirmation's result on its winner's entry; False when it is
+        of no use any more."""
+        for p in self.pending:
+            if p.alt is not None and p.alt.exp_id == check.exp_id:
+                p.alt.check = check
+                return True
+        return False
+
+    def owns(self, exp_id: int) -> bool:
+        """Whether `exp_id` is a confirmation in the queue (or a stale one): a speculative
+        measurement is one once its winner was promoted with it."""
+        return exp_id in self.stale or any(p.exp_id == exp_id for p in self.pending)
+
+    def stacked(self, parent: str, winner: Tried) -> str:
+        """`winner` applied on `parent` (cached: the same commit each time); GitError."""
+        key = (parent, winner.exp_id)
+        if key not in self._stacked:
+            self._stacked[key] = gitcli.commit_diff(self.repo, parent, winner.cand.diff,
+                                                    winner.cand.title)
+        return self._stacked[key]
 
     def settle(self, baseline: str) -> None:
         """Nothing in the queue: the tip is the baseline, deferred winners are back."""

@@ -34,6 +34,7 @@ from readfirst.loop.landing import LandingQueue, Tried, files_of, found_on, land
 from readfirst.loop.loop_queue import CandidateQueue
 from readfirst.loop.loop_setup import LoopOptions, Setup, new_run_id, open_run, repair_of, restore
 from readfirst.loop.loop_workers import NOISE_STUB, Flight, Kind, WorkerPool
+from readfirst.loop.speculation import Speculator
 from readfirst.proposers.base import Proposer
 from readfirst.research.orchestrate import refresh_from_experiments, research_after_landing
 from readfirst.vcs import gitcli
@@ -64,6 +65,7 @@ class Loop:
         self.wave_fill = 0  # explorations dispatched in the current wave
         self.finished_explorations = 0
         self.queue = CandidateQueue(self.log, self.run_id, setup.target.repo, self.proposer.name)
+        self.speculator = Speculator(self)  # work for workers that would otherwise idle
         self._restore(setup.rows, setup.candidates)
 
     @classmethod
@@ -124,21 +126,21 @@ class Loop:
                 started = True
             elif not self.landing.winners:  # nothing for this worker is nothing for others
                 break
-        return started
+        return self.speculator.fill() or started
 
     def start_next(self, worker: str) -> bool:
         """A noise check when due, else a winner to confirm, else the next candidate."""
         if self.pool.noise_due(worker, self.wave) and (self.queue or self.landing.winners):
-            self._submit(NOISE_STUB, worker, "noise")
+            self.submit(NOISE_STUB, worker, "noise")
             return True
         winner = self.landing.take(worker, single=len(self.pool.healthy()) == 1)
         if winner is not None:
-            self._submit(winner.cand, worker, "confirm", winner)
+            self.submit(winner.cand, worker, "confirm", winner)
             return True
         if self.stop_reason() is None and (self.queue or self.propose()):
             cand = self.queue.take(self.baseline, self.landing.files(), self.busy_files)
             if cand is not None:
-                self._submit(cand, worker, "explore")
+                self.submit(cand, worker, "explore")
                 return True
         return False
 
@@ -151,7 +153,7 @@ class Loop:
             worker = ([w for w in pool if w != found] or pool)[0]
             winner = self.landing.take(worker, single=len(pool) == 1)
             if winner is not None:
-                self._submit(winner.cand, worker, "confirm", winner)
+                self.submit(winner.cand, worker, "confirm", winner)
                 return True
         if self.wave_open:
             self.wave_open = False
@@ -160,7 +162,7 @@ class Loop:
             return False
         due = [w for w in self.pool.healthy() if self.pool.noise_due(w, self.wave)]
         for worker in due:
-            self._submit(NOISE_STUB, worker, "noise")
+            self.submit(NOISE_STUB, worker, "noise")
         if due:
             return True
         left = self.opts.max_experiments
@@ -168,7 +170,7 @@ class Loop:
                    len(self.queue) if left is None else left - self.explored)
         self.say(f"wave {self.wave}: {size} candidate(s) on {gitcli.short(self.baseline)}")
         for worker in self.pool.healthy()[:size]:
-            self._submit(self.queue.popleft(), worker, "explore")
+            self.submit(self.queue.popleft(), worker, "explore")
         self.wave_open = True
         return True
 
@@ -212,10 +214,11 @@ class Loop:
         self.say(f"{self.opts.proposer}: {fresh} new candidate(s)")
         return bool(fresh)
 
-    def _submit(self, cand: Candidate, worker: str, kind: Kind,
-               winner: Tried | None = None) -> None:
-        """Journal the experiment, then hand its job to the worker."""
-        on = self.landing.tip if kind == "confirm" else self.baseline
+    def submit(self, cand: Candidate, worker: str, kind: Kind, winner: Tried | None = None,
+               *, on: str | None = None, speculative: bool = False) -> int:
+        """Journal the experiment, then hand its job to the worker; its id. A confirmation
+        is measured on the landing queue's tip (a speculative one on `on`)."""
+        on = on or (self.landing.tip if kind == "confirm" else self.baseline)
         exp_id = self.log.start_experiment(self.run_id, self.wave, kind, cand, on, worker)
         seq = self.log.seq_of(exp_id)  # the one number console, status and commits show
         if kind in ("explore", "confirm"):
@@ -225,10 +228,10 @@ class Loop:
                   kind="noise" if kind == "noise" else "experiment")
         handle = self.executor.submit(job, worker)
         self.log.set_pid(exp_id, handle.pid or 0)
-        self.flights[exp_id] = Flight(cand, kind, worker, on, handle, winner)
+        self.flights[exp_id] = Flight(cand, kind, worker, on, handle, winner, speculative)
         self.busy_workers.add(worker)
         self.busy_files.update(files_of(cand))
-        if winner is not None:
+        if winner is not None and not speculative:
             self.landing.started(winner, exp_id)
         if kind == "explore":
             self.explored += 1
@@ -236,11 +239,13 @@ class Loop:
             if not self.opts.waves and self.wave_fill >= len(self.executor.workers):
                 self._next_wave()
         if kind != "noise":
-            self.say(f"  [{worker}] {kind} #{seq}: {cand.title}")
+            self.say(f"  [{worker}] {'speculative ' if speculative else ''}{kind} #{seq}: "
+                     f"{cand.title}")
+        return exp_id
 
     def judge(self, res: JobResult) -> None:
         """Record what came back, then act on it by kind."""
-        flight = self._release(res.exp_id)
+        flight = self.release(res.exp_id)
         final = res.status in ("skipped", "worker_died", "dry_run")
         self.log.finish_experiment(res.exp_id, res.status, verdict=res.verdict,
                                    reason=res.reason, result=res.result,
@@ -255,6 +260,8 @@ class Loop:
         tried = Tried(flight.cand, res.exp_id, res)
         if flight.kind == "noise":
             self.pool.judge_noise(flight.worker, res.exp_id, res, self.wave)
+        elif flight.speculative and not self.landing.owns(res.exp_id):
+            self.speculator.back(tried)
         elif flight.winner is not None:
             self.confirm(tried)
         else:
@@ -283,16 +290,18 @@ class Loop:
         measured on top of it are measured again (if they still won) on the new tip."""
         stale = self.landing.back(check)
         if stale is not None:
-            self._remeasure(stale, check)
+            self.remeasure(stale, check)
+        self.land_ready()
+
+    def land_ready(self) -> None:
+        """Land the head of the queue while its confirmation is back; one not kept cuts the
+        queue (see `Speculator.after_head`)."""
         while (head := self.landing.ready()) is not None:
             assert head.check is not None
-            if self._confirmed(head.winner, head.check) and self.land(head.winner, head.check):
-                self.nonwins = 0
-                continue
-            self.nonwins += 1
-            for later in self.landing.cut():  # measured on top of a winner that is not kept
-                assert later.check is not None
-                self._remeasure(later.winner, later.check)
+            kept = self._confirmed(head.winner, head.check) and self.land(head.winner,
+                                                                          head.check)
+            self.nonwins = 0 if kept else self.nonwins + 1
+            self.speculator.after_head(head, kept)
         self.landing.settle(self.baseline)
 
     def _confirmed(self, winner: Tried, check: Tried) -> bool:
@@ -307,7 +316,7 @@ class Loop:
         self.log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
         return False
 
-    def _remeasure(self, winner: Tried, check: Tried) -> None:
+    def remeasure(self, winner: Tried, check: Tried) -> None:
         """A confirmation measured on top of a winner that was not kept: a winner there is
         measured again on the current tip; a loser there is discarded."""
         if check.result.verdict != "improved":
@@ -374,7 +383,7 @@ class Loop:
             self.halted = f"max cost: {e}"
             return []
 
-    def _release(self, exp_id: int) -> Flight:
+    def release(self, exp_id: int) -> Flight:
         """A flight is over: its worker and files are free."""
         flight = self.flights.pop(exp_id)
         self.busy_workers.discard(flight.worker)

@@ -49,16 +49,21 @@ class CandidateQueue:
         return self.items.popleft()
 
     def take(self, baseline: str, held: set[str], busy: Counter[str]) -> Candidate | None:
-        """The first queued candidate that can be measured now, taken off the queue. One
-        that touches a file of a change still being measured (`busy`) or landed (`held`),
-        and does not apply on the baseline, waits until that change is settled: a fork's
-        later commit usually builds on an earlier one (as it would in waves, where it came
-        after it)."""
-        for i, cand in enumerate(self.items):
+        """The first queued candidate that can be measured now (`peek`), taken off the queue."""
+        cand = self.peek(baseline, held, busy)
+        if cand is not None:
+            self.items.remove(cand)
+        return cand
+
+    def peek(self, baseline: str, held: set[str], busy: Counter[str]) -> Candidate | None:
+        """The first queued candidate that can be measured now. One that touches a file of a
+        change still being measured (`busy`) or landed (`held`), and does not apply on the
+        baseline, waits until that change is settled: a fork's later commit usually builds
+        on an earlier one (as it would in waves, where it came after it)."""
+        for cand in self.items:
             files = files_of(cand)
             touched = files & held or any(busy[f] > 0 for f in files)
             if not touched or self.applies(cand, baseline):
-                del self.items[i]
                 return cand
         return None
 

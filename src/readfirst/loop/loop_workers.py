@@ -30,6 +30,7 @@ class Flight:
     baseline: str
     handle: Handle
     winner: Tried | None = None
+    speculative: bool = False  # a confirmation on the tree without the head of the queue
 
 
 class WorkerPool:
@@ -117,3 +118,5 @@ def cut_off(ex: Executor, log: LoopLog, flights: Iterable[Flight], landing: Land
     for pending in landing.pending:
         if pending.check is not None:
             log.discard([pending.exp_id, pending.winner.exp_id], f"not landed: {halted}")
+        if pending.alt is not None and pending.alt.check is not None:
+            log.discard([pending.alt.exp_id], f"speculative confirmation, not used: {halted}")
