@@ -6,7 +6,8 @@ wins waits for a confirmation on another worker; one that fails to build or pass
 may come back repaired. Confirmations are measured on the landing queue's tip (the baseline
 with the winners ahead of them applied: gains must stack), and winners land one at a time,
 in order, as commits on `readfirst/<run-id>`; those measured on top of a winner that is not
-kept are measured again. Research is refreshed every W explorations. `--waves` keeps the old
+kept are measured again, unless a worker that would have idled measured them on the right tree
+already (`speculation.py`). Research is refreshed every W explorations. `--waves` keeps the old
 rhythm (W candidates, wait for all, confirm the winners one by one). The stop rules are one
 method; the journal records every step, so `--resume` continues after a kill.
 
@@ -290,7 +291,7 @@ class Loop:
         measured on top of it are measured again (if they still won) on the new tip."""
         stale = self.landing.back(check)
         if stale is not None:
-            self.remeasure(stale, check)
+            lw.remeasure(self.log, self.landing, self.baseline, stale, check)
         self.land_ready()
 
     def land_ready(self) -> None:
@@ -298,33 +299,11 @@ class Loop:
         queue (see `Speculator.after_head`)."""
         while (head := self.landing.ready()) is not None:
             assert head.check is not None
-            kept = self._confirmed(head.winner, head.check) and self.land(head.winner,
-                                                                          head.check)
+            kept = lw.confirmed(self.log, self.baseline, head.winner, head.check) and \
+                self.land(head.winner, head.check)
             self.nonwins = 0 if kept else self.nonwins + 1
             self.speculator.after_head(head, kept)
         self.landing.settle(self.baseline)
-
-    def _confirmed(self, winner: Tried, check: Tried) -> bool:
-        """Whether the second measurement agrees; if not, both are discarded."""
-        res = check.result
-        if res.verdict == "improved" and res.result is not None and res.cand_commit:
-            return True
-        moved = "on the new baseline " if winner.result.result and \
-            winner.result.result.get("base_commit") != self.baseline else ""
-        why = f"not confirmed {moved}on {res.worker}: {res.verdict or res.status}"
-        self.log.discard([check.exp_id])
-        self.log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
-        return False
-
-    def remeasure(self, winner: Tried, check: Tried) -> None:
-        """A confirmation measured on top of a winner that was not kept: a winner there is
-        measured again on the current tip; a loser there is discarded."""
-        if check.result.verdict != "improved":
-            self._confirmed(winner, check)
-            return
-        self.log.discard([check.exp_id], f"{check.result.reason}; measured on top of a "
-                         "winner that was not kept, so measured again")
-        self.landing.add(winner, first=True)
 
     def land(self, winner: Tried, check: Tried) -> bool:
         """Winner confirmed: the verify pool and the proposer's review must agree, then it

@@ -120,3 +120,28 @@ def cut_off(ex: Executor, log: LoopLog, flights: Iterable[Flight], landing: Land
             log.discard([pending.exp_id, pending.winner.exp_id], f"not landed: {halted}")
         if pending.alt is not None and pending.alt.check is not None:
             log.discard([pending.alt.exp_id], f"speculative confirmation, not used: {halted}")
+
+
+def confirmed(log: LoopLog, baseline: str, winner: Tried, check: Tried) -> bool:
+    """Whether the second measurement agrees; if not, both are discarded."""
+    res = check.result
+    if res.verdict == "improved" and res.result is not None and res.cand_commit:
+        return True
+    moved = "on the new baseline " if winner.result.result and \
+        winner.result.result.get("base_commit") != baseline else ""
+    why = f"not confirmed {moved}on {res.worker}: {res.verdict or res.status}"
+    log.discard([check.exp_id])
+    log.discard([winner.exp_id], f"{winner.result.reason}; {why}")
+    return False
+
+
+def remeasure(log: LoopLog, landing: LandingQueue, baseline: str, winner: Tried,
+              check: Tried) -> None:
+    """A confirmation measured on top of a winner that was not kept: a winner there is
+    measured again on the current tip; a loser there is discarded."""
+    if check.result.verdict != "improved":
+        confirmed(log, baseline, winner, check)
+        return
+    log.discard([check.exp_id], f"{check.result.reason}; measured on top of a winner that "
+                "was not kept, so measured again")
+    landing.add(winner, first=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from readfirst.loop.landing import Pending, Speculation, Tried, found_on
+from readfirst.loop.loop_workers import remeasure
 
 if TYPE_CHECKING:
     from readfirst.loop.loop import Loop
@@ -114,7 +115,7 @@ class Speculator:
                         "not the tree it was measured on")
         for later in cut.back:
             assert later.check is not None
-            lp.remeasure(later.winner, later.check)
+            remeasure(lp.log, lp.landing, lp.baseline, later.winner, later.check)
 
     def retire(self, exp_id: int, why: str) -> None:
         """An experiment no longer of use: cancelled if in flight, discarded with `why`."""
