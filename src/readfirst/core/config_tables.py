@@ -62,6 +62,9 @@ class ExecutorTable(_Table):
     max_worker_cv: float = Field(C.MAX_WORKER_CV, gt=0)
     noise_every: int = Field(C.NOISE_EVERY_WAVES, ge=1)
     verify: dict[str, Any] | None = None  # a second pool winners must also win on
+    # local: other workers' builds and checks stop while a timed run runs ("auto": when the
+    # workers' timed runs and builds could not each have a core)
+    quiet_timed_runs: bool | Literal["auto"] = "auto"
     # ray
     address: str | None = None
     resource: str | None = None

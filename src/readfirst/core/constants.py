@@ -120,6 +120,8 @@ TIMED_LOCK_FILE = ".cache/readfirst/locks/timed-runs.lock"  # under the home dir
 TIMED_LOCK_MAX_WAIT = 3600  # seconds; past this something holds the lock for good
 TIMED_LOCK_LOG_AFTER = 5.0  # seconds of waiting before the holder is named in the log
 TIMED_LOCK_SLACK = 30.0  # seconds beyond the step timeouts before a holder counts as stuck
+# [executor] quiet_timed_runs: how often a paused build or checks step looks at the lock
+YIELD_POLL_SECONDS = 0.02
 
 # --- research ranking ---------------------------------------------------------------------
 PROFILE_WEIGHT = 1.0  # score += this x the inclusive share (0..1) of a hypothesis's functions

@@ -23,6 +23,7 @@ from readfirst.core.target import Target
 from readfirst.loop.executors import make_executor
 from readfirst.loop.executors.base import Executor, JobResult
 from readfirst.loop.landing import Tried
+from readfirst.measure.timedlock import quiet_timed_runs
 from readfirst.proposers import get_proposer
 from readfirst.proposers.base import Proposer, ProposerContext
 from readfirst.store.journal import Journal
@@ -173,8 +174,10 @@ def _executors(spec: Spec, opts: LoopOptions, ws: Workspace, run_id: str,
         and not opts.dry_run,
         max_cv=float(ex_opts.pop("max_worker_cv", C.MAX_WORKER_CV)),
         every=int(ex_opts.pop("noise_every", C.NOISE_EVERY_WAVES)))
+    quiet = quiet_timed_runs(ex_opts.pop("quiet_timed_runs", "auto"), opts.workers,
+                             spec.target.bench_threads, kind)
     executor = given or make_executor(kind, ws, jobs_dir, opts.workers, pin_cpus=opts.pin_cpus,
-                                      options=ex_opts)
+                                      options=ex_opts, quiet_timed=quiet)
     stack.callback(executor.close)
     verifier = None
     if isinstance(verify_opts, dict):

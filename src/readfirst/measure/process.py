@@ -26,6 +26,7 @@ from readfirst.core import constants as C
 from readfirst.measure.metrics.metric_lines import parse as parse_metric_lines
 from readfirst.measure.proctree import keeper_argv, kill_tree
 from readfirst.measure.sandbox import Policy, known_secrets, scrub
+from readfirst.measure.yielding import Yielder
 
 # Process groups still running, so an interrupt handler can kill them all.
 _LIVE_GROUPS: set[int] = set()
@@ -46,6 +47,7 @@ class StepResult:
     # user + system CPU seconds of the step's whole process tree (what it waited for): a
     # second clock for the judge that a busy machine hardly moves
     cpu_seconds: float | None = None
+    paused_seconds: float = 0.0  # stopped while other workers' timed runs ran (in `seconds`)
 
     @property
     def ok(self) -> bool:
@@ -180,8 +182,10 @@ class RunningStep:
         cpus: set[int] | None = None,
         sandbox: Policy | None = None,
         clean_env: dict[str, str] | None = None,
+        yield_to_timed: bool = False,
     ) -> None:
-        """`env` adds to readfirst's environment; `clean_env` replaces it (untrusted steps)."""
+        """`env` adds to readfirst's environment; `clean_env` replaces it (untrusted steps);
+        `yield_to_timed`: stopped while another process's timed run holds the lock."""
         log_prefix.parent.mkdir(parents=True, exist_ok=True)
         self.cmd = cmd
         self.sandboxed = sandbox is not None
@@ -224,6 +228,7 @@ class RunningStep:
         self._ended = self.started
         self._cpu: float | None = None
         threading.Thread(target=self._reap, daemon=True).start()
+        self._yielder = Yielder(self.proc.pid, self._reaped) if yield_to_timed else None
 
     def _reap(self) -> None:
         try:
@@ -239,10 +244,11 @@ class RunningStep:
     def wait(self, timeout: float) -> StepResult:
         timed_out = False
         try:
-            remaining = max(0.0, timeout - (time.perf_counter() - self.started))
-            if not self._reaped.wait(remaining):
-                timed_out = True
-                self.kill()
+            while not self._reaped.wait(max(0.0, self._deadline(timeout) - time.perf_counter())):
+                if time.perf_counter() >= self._deadline(timeout):
+                    timed_out = True
+                    self.kill()
+                    break
         except BaseException:  # Ctrl-C or any error: never leave the group running
             self.kill()
             raise
@@ -262,7 +268,12 @@ class RunningStep:
             metric_lines=list(self.metric_lines),
             sandboxed=self.sandboxed,
             cpu_seconds=None if timed_out else self._cpu,
+            paused_seconds=self._yielder.paused_seconds() if self._yielder else 0.0,
         )
+
+    def _deadline(self, timeout: float) -> float:
+        """When the step times out: time spent paused for others' timed runs does not count."""
+        return self.started + timeout + (self._yielder.paused_seconds() if self._yielder else 0)
 
     def _finish_output(self) -> bool:
         self._exited.set()
@@ -276,6 +287,8 @@ class RunningStep:
     def kill(self) -> None:
         """SIGTERM the whole group, give it a grace period, then SIGKILL what is left (children
         that ignored SIGTERM included). In the sandbox, bwrap's death ends its namespace."""
+        if self._yielder is not None:  # a stopped process would not see the SIGTERM
+            self._yielder.stop()
         signal_group(self.proc.pid, signal.SIGTERM)
         self._reaped.wait(C.KILL_GRACE_SECONDS)
         signal_group(self.proc.pid, signal.SIGKILL)

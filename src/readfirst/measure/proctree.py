@@ -78,14 +78,11 @@ def _signal(pid: int, sig: int) -> bool:
     return True
 
 
-def kill_tree(root: int, *, include_root: bool = False) -> list[int]:
+def stop_tree(root: int) -> list[int]:
     """Freeze every descendant of `root` (SIGSTOP, repeated until a scan finds no new one, so
-    none can fork past us), then SIGKILL them all. Returns the pids killed."""
+    none can fork past us). Returns the pids stopped."""
     stopped: list[int] = []
     seen: set[int] = set()
-    if include_root:
-        _signal(root, signal.SIGSTOP)
-        _wait_stopped([root])
     for _ in range(1000):  # a fork bomb still ends: each round freezes all it finds
         new = [p for p in descendants(root) if p not in seen]
         if not new:
@@ -95,6 +92,21 @@ def kill_tree(root: int, *, include_root: bool = False) -> list[int]:
             if _signal(pid, signal.SIGSTOP):
                 stopped.append(pid)
         _wait_stopped(new)
+    return stopped
+
+
+def continue_pids(pids: list[int]) -> None:
+    for pid in pids:
+        _signal(pid, signal.SIGCONT)
+
+
+def kill_tree(root: int, *, include_root: bool = False) -> list[int]:
+    """Freeze every descendant of `root` (`stop_tree`), then SIGKILL them all. Returns the
+    pids killed."""
+    if include_root:
+        _signal(root, signal.SIGSTOP)
+        _wait_stopped([root])
+    stopped = stop_tree(root)
     for pid in stopped + ([root] if include_root else []):
         _signal(pid, signal.SIGKILL)
     return stopped

@@ -22,6 +22,7 @@ from readfirst.measure.metrics import MetricParseError, parse_metrics
 from readfirst.measure.process import RunningStep, StepResult
 from readfirst.measure.sandbox import Policy, policy_for, target_step_env
 from readfirst.measure.timedlock import timed_runs
+from readfirst.measure.yielding import quiet_here
 from readfirst.store.journal import Journal
 
 
@@ -106,10 +107,13 @@ class Runner:
             self.policies = {s.role: policy_for(s.checkout, isolation.repo, isolation.state_dir,
                                                 t.network, commands) for s in sides}
 
-    def _step(self, side: Side, cmd: str, prefix: Path, cpus: set[int] | None = None
-              ) -> RunningStep:
+    def _step(self, side: Side, cmd: str, prefix: Path, cpus: set[int] | None = None,
+              timed: bool = True) -> RunningStep:
+        """An untimed step (build, checks) pauses during other workers' timed runs when this
+        local worker was told to (`[executor] quiet_timed_runs`)."""
         return RunningStep(cmd, side.workdir, prefix, cpus=cpus,
-                           sandbox=self.policies.get(side.role), clean_env=self.env)
+                           sandbox=self.policies.get(side.role), clean_env=self.env,
+                           yield_to_timed=not timed and quiet_here())
 
     def _watch_base(self, side: Side) -> dict[str, tuple[int, int, int]] | None:
         """Before a candidate step: the base worktree's fingerprint (without the sandbox the
@@ -151,7 +155,7 @@ class Runner:
 
     def run(self, side: Side, step: str, cmd: str, timeout: float) -> StepResult:
         before = self._watch_base(side)
-        res = self._step(side, cmd, self._log_prefix(side, step, None)).wait(timeout)
+        res = self._step(side, cmd, self._log_prefix(side, step, None), timed=False).wait(timeout)
         self._finish(side, step, None, res)
         self._check_base(before, step)
         return res

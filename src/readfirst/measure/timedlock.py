@@ -77,7 +77,8 @@ def _announced(fd: int, holder: int | None) -> float:
         return 0.0
 
 
-def _open(path: Path) -> int:
+def open_lock(path: Path) -> int:
+    """The lock file, opened (created with its 0700 directory if need be)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
 
@@ -87,7 +88,7 @@ def _acquire(path: Path, max_wait: float) -> tuple[int, float]:
     started = time.monotonic()
     logged = confirmed = False
     delay = 0.005
-    fd = _open(path)
+    fd = open_lock(path)
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -101,7 +102,7 @@ def _acquire(path: Path, max_wait: float) -> tuple[int, float]:
             if same:
                 return fd, time.monotonic() - started
             os.close(fd)  # deleted or replaced under us: lock the file that is there now
-            fd = _open(path)
+            fd = open_lock(path)
             continue
         waited = time.monotonic() - started
         holder = _holder(path)
@@ -156,6 +157,17 @@ def timed_runs(failure: type[Exception], step_timeout: float) -> Iterator[None]:
         raise failure("cand", "bench", str(e)) from None
 
 
+def quiet_timed_runs(setting: object, workers: int, bench_threads: int, kind: str) -> bool:
+    """Whether local workers' builds and checks pause during another's timed run: as set,
+    or ("auto") when each worker's timed run and a build beside it could not have a core each
+    (workers x (benchmark threads + 1) > cores)."""
+    if kind != "local" or workers < 2:
+        return False
+    if setting != "auto":
+        return bool(setting)
+    return workers * (bench_threads + 1) > len(os.sched_getaffinity(0))
+
+
 def oversubscribed(workers: int, spec: Spec, executor: str | None) -> str | None:
     """A warning when local workers x benchmark threads exceed this machine's cores."""
     kind = executor or str(spec.executor.get("kind", "local"))
@@ -163,7 +175,10 @@ def oversubscribed(workers: int, spec: Spec, executor: str | None) -> str | None
     threads = spec.target.bench_threads
     if kind != "local" or workers * threads <= cores:
         return None
+    quiet = quiet_timed_runs(spec.executor.get("quiet_timed_runs", "auto"), workers, threads,
+                             kind)
+    beside = ("other workers' builds and checks pause meanwhile" if quiet else
+              "but one worker's build or checks still compete with another's timed run")
     return (f"{workers} workers x {threads} benchmark thread(s) = {workers * threads} > "
-            f"{cores} cores: timed runs take turns (a machine-wide lock), but one worker's "
-            "build or checks still compete with another's timed run; use fewer workers, or "
-            "set [target] bench_threads to what the benchmark really uses")
+            f"{cores} cores: timed runs take turns (a machine-wide lock), {beside}; use fewer "
+            "workers, or set [target] bench_threads to what the benchmark really uses")

@@ -25,15 +25,17 @@ EXTRA_INSTALL = {
 
 
 def make_executor(kind: str, workspace: Any, jobs_dir: Any, workers: int, *,
-                  pin_cpus: bool = False, options: dict[str, Any] | None = None) -> Executor:
-    """The executor named by `[executor] kind`: local, ray, skypilot or a plugin's name."""
+                  pin_cpus: bool = False, options: dict[str, Any] | None = None,
+                  quiet_timed: bool = False) -> Executor:
+    """The executor named by `[executor] kind`: local, ray, skypilot or a plugin's name.
+    `quiet_timed` (local): workers' builds and checks pause during others' timed runs."""
     from readfirst.core.errors import ConfigError
 
     options = options or {}
     if kind == "local":
         from readfirst.loop.executors.local import LocalExecutor
 
-        return LocalExecutor(workspace, jobs_dir, workers, pin_cpus)
+        return LocalExecutor(workspace, jobs_dir, workers, pin_cpus, quiet_timed)
     if kind not in EXTRA_INSTALL:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name == kind:

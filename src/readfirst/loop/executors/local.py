@@ -31,6 +31,7 @@ from pathlib import Path
 from readfirst.core.constants import KILL_GRACE_SECONDS
 from readfirst.loop.executors.base import Handle, Job, JobResult
 from readfirst.measure.process import end_process
+from readfirst.measure.yielding import ENV_QUIET
 from readfirst.vcs.workspace import Workspace
 
 PR_SET_PDEATHSIG = 1
@@ -83,11 +84,12 @@ class _Running:
 
 class LocalExecutor:
     def __init__(self, workspace: Workspace, jobs_dir: Path, workers: int,
-                 pin_cpus: bool = False) -> None:
+                 pin_cpus: bool = False, quiet_timed: bool = False) -> None:
         self.ws = workspace
         self.jobs_dir = jobs_dir
         self.workers = [f"w{i}" for i in range(workers)]
         self.cpus = _cpu_split(workers) if pin_cpus else {}
+        self.env = {PARENT_ENV: str(os.getpid()), **({ENV_QUIET: "1"} if quiet_timed else {})}
         self._running: dict[int, _Running] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}  # worker -> its live process
 
@@ -111,7 +113,7 @@ class LocalExecutor:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "readfirst.loop.worker", "--serve", worker],
                     stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())},
+                    start_new_session=True, env={**os.environ, **self.env},
                 )
             self._procs[worker] = proc
         if self.cpus.get(worker):
