@@ -58,7 +58,8 @@ def demo(directory: Path | None, workers: int, as_json: bool) -> None:
     summary["brief"] = found.brief
     _print_summary(summary, as_json)
     if not as_json:
-        exe = "readfirst" if shutil.which("readfirst") else str(Path(sys.argv[0]).resolve())
+        exe = ("readfirst" if shutil.which("readfirst") else f"{sys.executable} -m readfirst"
+               if Path(sys.argv[0]).name == "__main__.py" else str(Path(sys.argv[0]).resolve()))
         out.print(f"\nTry it yourself: cd {target_dir} && {exe} status", markup=False)
 
 
