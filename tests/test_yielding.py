@@ -121,7 +121,8 @@ def test_a_paused_build_is_killed_at_once(tmp_path: Path, sandbox: bool) -> None
         step.kill()  # a cancel: SIGTERM must reach processes that were stopped
         res = step.wait(GIVE_UP)
         assert not res.ok
-        assert all(_state(p) in ("Z", "gone") for p in below)
+        _until(lambda: all(_state(p) in ("Z", "gone") for p in below),
+               "every process of the killed build gone")
 
 
 def test_auto_pauses_only_when_timed_runs_and_builds_cannot_each_have_a_core(

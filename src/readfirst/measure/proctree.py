@@ -44,8 +44,41 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
+def _children_of(pid: int) -> list[int] | None:
+    """`pid`'s children from /proc/PID/task/*/children (a few small reads, where a scan of
+    /proc reads every process); None when the kernel does not offer that file."""
+    kids: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids  # gone
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                kids.extend(int(k) for k in fh.read().split())
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                continue  # the thread ended
+            return None  # no CONFIG_PROC_CHILDREN
+        except OSError:
+            continue
+    return kids
+
+
 def descendants(root: int) -> list[int]:
     """Every process below `root` (children, their children, ...)."""
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        kids = _children_of(todo.pop())
+        if kids is None:
+            return _scanned_descendants(root)
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def _scanned_descendants(root: int) -> list[int]:
     tree, found, todo = _children(), [], [root]
     while todo:
         for child in tree.get(todo.pop(), []):

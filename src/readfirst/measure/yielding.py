@@ -79,12 +79,15 @@ class Yielder:
 
     def _pause(self) -> None:
         self._since = time.perf_counter()
-        stopped = stop_tree(self.root)
+        stopped: set[int] = set()
         try:
+            # stopped again each time: the step may not have started its shell yet, or a
+            # process it just forked may show up after a scan
             while not self._quiet() and timed_run_in_progress(self._fd):
+                stopped.update(stop_tree(self.root))
                 time.sleep(C.YIELD_POLL_SECONDS)
         finally:
-            continue_pids(stopped)
+            continue_pids(list(stopped))
             self._paused += time.perf_counter() - self._since
             self._since = None
             self.pauses += 1
