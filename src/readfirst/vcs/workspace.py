@@ -132,10 +132,21 @@ class Workspace:
             return path
         if path.exists():  # half-made by a killed run: start it over
             shutil.rmtree(path)
-        gitcli.git(self.repo, "worktree", "prune", check=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        gitcli.worktree_add(self.repo, path, commit)
+        with self._worktree_admin():
+            gitcli.git(self.repo, "worktree", "prune", check=False)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            gitcli.worktree_add(self.repo, path, commit)
         return path
+
+    @contextmanager
+    def _worktree_admin(self) -> Iterator[None]:
+        """One `git worktree add/remove/prune` at a time across readfirst's processes: a prune
+        run while another worker's add is half-way deletes that worktree's admin entry."""
+        lock_dir = self.state / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / "worktree-admin.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
 
     def slots(self) -> list[Path]:
         root = self.state / "worktrees"
@@ -144,7 +155,8 @@ class Workspace:
     def remove_worktrees(self) -> list[Path]:
         removed = []
         for path in self.slots():
-            gitcli.worktree_remove(self.repo, path)
+            with self._worktree_admin():
+                gitcli.worktree_remove(self.repo, path)
             if path.exists():
                 shutil.rmtree(path)
             removed.append(path)
