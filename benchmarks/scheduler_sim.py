@@ -16,7 +16,8 @@ research refreshes, the stop rules, the report. It measures two things:
   spent inside the simulated executor), which should stay flat as workers grow.
 
 Usage: .venv/bin/python benchmarks/scheduler_sim.py [--workers 10,100,1000]
-       [--experiments-per-worker 10] [--seed 0] [--proposer static|continuous]
+       [--experiments-per-worker 10] [--seed 0[,1,...]] [--schedules both|no-barrier]
+       [--proposer static|continuous]
 """
 
 from __future__ import annotations
@@ -449,13 +450,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", default="10,100,1000", help="comma-separated worker counts")
     ap.add_argument("--experiments-per-worker", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", default="0", help="comma-separated seeds (one run each)")
+    ap.add_argument("--schedules", choices=("both", "no-barrier"), default="both")
     ap.add_argument("--proposer", choices=("static", "continuous"), default="static")
     args = ap.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    seeds = [int(x) for x in args.seed.split(",") if x.strip()]
+    modes = (True, False) if args.schedules == "both" else (False,)
     epw = args.experiments_per_worker
-    reports = [simulate(w, epw, args.seed, barrier=b, proposer=args.proposer)
-               for w in counts for b in (True, False)]
+    reports = []
+    for w in counts:
+        for seed in seeds:
+            for b in modes:
+                rep = simulate(w, epw, seed, barrier=b, proposer=args.proposer)
+                if len(seeds) > 1:
+                    rep.mode += f" (seed {seed})"
+                reports.append(rep)
     print(f"## The loop on a simulated executor ({epw} candidates per worker, {args.proposer} "
           f"proposer, seed {args.seed}; build {BUILD_SECONDS[0]:.0f}-{BUILD_SECONDS[1]:.0f} s,"
           f" benchmark {BENCH_SECONDS[0]:.0f}-{BENCH_SECONDS[1]:.0f} s, log-uniform)\n")

@@ -15,6 +15,7 @@ from readfirst.core.config import MetricSection, Spec, TargetSection
 from readfirst.loop.executors.base import JobResult
 from readfirst.loop.landing import LandingQueue, Pending, Speculation, Tried
 from readfirst.loop.loop import Loop, LoopOptions
+from readfirst.loop.loop_setup import open_run
 from readfirst.vcs import gitcli
 
 SPEC = Spec(target=TargetSection(build="make", bench="./bench", checks="make check"),
@@ -148,3 +149,55 @@ def test_speculation_never_takes_a_worker_an_exploration_or_confirmation_could_u
                            and spans[i][2] != found[cid]["worker"]]
                 assert not on_spec, (cid, t, on_spec)
     assert used > 0
+
+
+class _Interrupted(sim.SimExecutor):
+    """Ctrl-C once the virtual clock would pass `at`."""
+
+    def __init__(self, workers: int, outcomes: dict, at: float) -> None:
+        super().__init__(workers, outcomes)
+        self.at = at
+
+    def wait_any(self, handles: list, timeout: float | None = None) -> list:
+        due = min((self._running[h.exp_id][2] for h in handles if h.exp_id in self._running),
+                  default=0.0)
+        if due > self.at:
+            raise KeyboardInterrupt
+        return super().wait_any(handles, timeout)
+
+
+def test_a_run_cut_off_during_a_speculation_resumes_and_redoes_it_as_any_flight(
+        tmp_path: Path) -> None:
+    table = {(0, "explore"): (100.0, "improved", 0.80), (1, "explore"): (150.0, "improved", 0.95),
+             (0, "confirm"): (1000.0, "no_change", 1.0), (1, "confirm"): (300.0, "improved", 0.95)}
+    cands = sim.make_candidates(2, random.Random(1), dup_rate=0)
+    target = sim._sim_target(tmp_path / "target")
+    first = _Interrupted(4, _plan(cands, table), at=200.0)
+    loop = Loop.start(target, SPEC, LoopOptions(proposer="sim", workers=4), executor=first,
+                      proposer=sim.SimProposer(cands))  # type: ignore[arg-type]
+    try:
+        loop.run()
+        raise AssertionError("the run was not interrupted")
+    except KeyboardInterrupt:
+        pass
+    (spec_id,) = loop.speculator.started
+    # the speculation was in flight when the run was cut off (close() cancelled it)
+    assert any(what == "cancel" and i == spec_id for _t, what, _w, i in first.log)
+    again = sim.SimExecutor(4, _plan(cands, table))
+    resumed = Loop(open_run(target, SPEC, None, resume=True, executor=again,  # type: ignore[arg-type]
+                            proposer=sim.SimProposer(cands)), lambda _m: None)
+    s = resumed.run()
+    assert s["status"] == "done"
+    rows = {r["seq"]: r for r in s["experiments"]}
+    cut = rows[spec_id]  # a fresh journal: experiment id = seq
+    assert cut["status"] == "cancelled" and cut["outcome"] != "kept"
+    assert "redone on resume" in cut["reason"]
+    # both winners were confirmed again after the resume; B landed on exactly the tree it
+    # was confirmed on (the baseline, A not being kept), through its speculation or not
+    kept = [r for r in rows.values() if r["outcome"] == "kept" and r["kind"] == "confirm"]
+    assert [r["candidate_id"] for r in kept] == [cands[1].id]
+    assert kept[0]["baseline"] == s["base_commit"]
+    repo = tmp_path / "target"
+    assert git(repo, "rev-parse", f"{s['final_commit']}^") == s["base_commit"]
+    explored = [r for r in rows.values() if r["kind"] == "explore" and r["wave"] > 0]
+    assert len(explored) == 2  # nothing explored twice
