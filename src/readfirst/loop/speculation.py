@@ -63,7 +63,9 @@ class Speculator:
         lp = self.loop
         flights = [f for f in lp.flights.values() if f.speculative
                    and not lp.landing.owns(f.handle.exp_id)]
-        if not flights or lp.pool.idle(lp.busy_workers):
+        # (work that waits now could not be taken by the idle workers, if any: it was
+        # offered to them first; e.g. a winner whose only idle worker is its finder)
+        if not flights or not (lp.landing.winners or lp.queue):
             return False
         started = False
         for flight in flights:
