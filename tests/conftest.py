@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +22,12 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("loaded-machine", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("loaded-machine")
+
+# A suite started in the background by a shell without job control (`(make test &)`, some CI
+# runners) inherits SIGINT ignored, and so would every `readfirst` the tests start: the tests
+# that press Ctrl-C would wait forever. Ignored dispositions survive exec, handlers do not.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Timed benchmark runs take turns machine-wide through one lock file; tests take turns among
 # themselves only, so another test session on the machine (or a user's run) cannot stall them.
