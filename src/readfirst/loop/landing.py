@@ -5,6 +5,7 @@ commit a confirmed winner becomes: the candidate's tree on the baseline, with th
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,8 @@ class LandingQueue:
         self.deferred: list[Tried] = []  # do not apply on the tip: tried once it is empty
         self._next_tip: str | None = None
         self._stacked: dict[tuple[str, int], str] = {}  # (parent, winner) -> commit
+        self._alt: dict[tuple[str, tuple[int, ...]], str] = {}  # (baseline, applied) -> commit
+        self._trees: dict[str, str] = {}  # commit -> its tree (commits do not change)
 
     def add(self, winner: Tried, *, first: bool = False) -> None:
         self.winners.insert(0, winner) if first else self.winners.append(winner)
@@ -179,16 +182,16 @@ class LandingQueue:
         back; every other speculation is unused."""
         out = Cut([], [], [], [])
         rest, self.pending, self.tip = self.pending, [], baseline
-        tip_tree = gitcli.tree_of(self.repo, baseline)
+        tip_tree = self.tree(baseline)
         for p in rest:
             alt = p.alt
-            if alt is not None and gitcli.tree_of(self.repo, alt.on) == tip_tree:
+            if alt is not None and self.tree(alt.on) == tip_tree:
                 try:
                     self.tip = self.stacked(self.tip, p.winner)
                 except gitcli.GitError:  # cannot happen for a tree it was measured on
                     pass
                 else:
-                    tip_tree = gitcli.tree_of(self.repo, self.tip)
+                    tip_tree = self.tree(self.tip)
                     promoted = Pending(p.winner, alt.exp_id, alt.check)
                     self.pending.append(promoted)
                     out.promoted.append(promoted)
@@ -234,18 +237,28 @@ class LandingQueue:
 
     def alt_tree(self, entry: Pending, without: frozenset[int], baseline: str) -> str | None:
         """The baseline with the winners ahead of `entry` applied, but those `without`
-        (None, and `no_alt` noted, when one does not apply)."""
-        on = baseline
-        for p in self.pending:
-            if p is entry:
-                return on
-            if p.winner.exp_id not in without:
+        (None, and `no_alt` noted, when one does not apply). Cached by the baseline and the
+        winners applied: entries that leave out the same winners share their prefix."""
+        ahead = list(itertools.takewhile(lambda p: p is not entry, self.pending))
+        if len(ahead) == len(self.pending):
+            return None
+        applied = [p.winner for p in ahead if p.winner.exp_id not in without]
+        key = (baseline, tuple(w.exp_id for w in applied))
+        if key not in self._alt:
+            on = baseline
+            for winner in applied:
                 try:
-                    on = self.stacked(on, p.winner)
+                    on = self.stacked(on, winner)
                 except gitcli.GitError:
                     entry.no_alt = True
                     return None
-        return None
+            self._alt[key] = on
+        return self._alt[key]
+
+    def tree(self, commit: str) -> str:
+        if commit not in self._trees:
+            self._trees[commit] = gitcli.tree_of(self.repo, commit)
+        return self._trees[commit]
 
     def speculation_back(self, check: Tried) -> bool:
         """Note a speculative confirmation's result on its winner's entry; False when it is

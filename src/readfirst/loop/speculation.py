@@ -30,6 +30,7 @@ class Speculator:
         self.loop = loop
         self.started: set[int] = set()  # experiment ids of speculative measurements
         self.used: set[int] = set()  # those that became a winner's confirmation
+        self.live: set[int] = set()  # those that may still be in flight (a superset)
 
     def fill(self) -> bool:
         """Free a speculating worker for regular work that waits, then give each worker
@@ -56,17 +57,19 @@ class Speculator:
                                speculative=True)
             pending.alt = Speculation(exp_id, on, without)
             self.started.add(exp_id)
+            self.live.add(exp_id)
             started = True
         return started
 
     def _preempt(self) -> bool:
         lp = self.loop
-        flights = [f for f in lp.flights.values() if f.speculative
-                   and not lp.landing.owns(f.handle.exp_id)]
         # (work that waits now could not be taken by the idle workers, if any: it was
         # offered to them first; e.g. a winner whose only idle worker is its finder)
-        if not flights or not (lp.landing.winners or lp.queue):
+        if not self.live or not (lp.landing.winners or lp.queue):
             return False
+        # (the few speculative flights, not a scan of every flight on each dispatch)
+        self.live = {i for i in self.live if i in lp.flights}
+        flights = [lp.flights[i] for i in sorted(self.live) if not lp.landing.owns(i)]
         started = False
         for flight in flights:
             if not self._work_for(flight.worker):
