@@ -99,8 +99,8 @@ def test_a_speculation_measured_on_another_tree_than_the_new_tip_is_never_used(
     on_a = q.stacked(base, wa)
     q.pending = [Pending(wa, 11), Pending(wb, 12), Pending(wc, 13)]
     # B measured (wrongly for this test) on base + A, C on base + A: neither is the new tip
-    q.pending[1].alt = Speculation(21, on_a, frozenset({3}))
-    q.pending[2].alt = Speculation(22, q.stacked(on_a, wb), frozenset({3}))
+    q.pending[1].alts = [Speculation(21, on_a, frozenset({3}))]
+    q.pending[2].alts = [Speculation(22, q.stacked(on_a, wb), frozenset({3}))]
     q.pending[0].check = _tried(11, a, "no_change")
     q.ready()
     cut = q.cut(base)
@@ -110,8 +110,8 @@ def test_a_speculation_measured_on_another_tree_than_the_new_tip_is_never_used(
     # the same entries with speculations on the right trees are promoted, in order
     q2 = LandingQueue(target.repo, base, SPEC)
     q2.pending = [Pending(wa, 11), Pending(wb, 12), Pending(wc, 13)]
-    q2.pending[1].alt = Speculation(21, base, frozenset({1}))
-    q2.pending[2].alt = Speculation(22, q2.stacked(base, wb), frozenset({1}))
+    q2.pending[1].alts = [Speculation(21, base, frozenset({1}))]
+    q2.pending[2].alts = [Speculation(22, q2.stacked(base, wb), frozenset({1}))]
     q2.pending[0].check = _tried(11, a, "no_change")
     q2.ready()
     cut2 = q2.cut(base)
@@ -201,3 +201,39 @@ def test_a_run_cut_off_during_a_speculation_resumes_and_redoes_it_as_any_flight(
     assert git(repo, "rev-parse", f"{s['final_commit']}^") == s["base_commit"]
     explored = [r for r in rows.values() if r["kind"] == "explore" and r["wave"] > 0]
     assert len(explored) == 2  # nothing explored twice
+
+
+def test_a_chain_whose_head_is_kept_and_whose_second_fails_finds_its_measurement_ready(
+        tmp_path: Path) -> None:
+    # A, B, C win at t=100, 150, 200 and are confirmed stacked (C on A + B). Idle workers
+    # measure C also without A, without B and without both: A is kept at t=1100, B fails at
+    # t=1190, and C lands at once on its measurement on the baseline + A (no measuring again)
+    loop, s, ex = _run(tmp_path, 8, 3, {
+        (0, "explore"): (100.0, "improved", 0.80), (1, "explore"): (150.0, "improved", 0.90),
+        (2, "explore"): (200.0, "improved", 0.95),
+        (0, "confirm"): (1000.0, "improved", 0.80), (1, "confirm"): (1040.0, "no_change", 1.0),
+        (2, "confirm"): (300.0, "improved", 0.95)})
+    rows = {r["seq"]: r for r in s["experiments"]}
+    kept = sorted((r for r in rows.values() if r["outcome"] == "kept" and r["kind"] == "confirm"),
+                  key=lambda r: r["seq"])
+    cands = {r["candidate_id"][-7:-5] for r in kept}
+    assert cands == {"00", "02"}, kept
+    (used,) = loop.speculator.used
+    (kept_c,) = [r for r in kept if r["candidate_id"].endswith("00002.diff")]
+    assert kept_c["seq"] == used
+    # C landed on A's landing commit, on exactly the tree it was measured on
+    repo = tmp_path / "target"
+    log = git(repo, "rev-list", "--reverse", f"{s['base_commit']}..{s['branch']}").split()
+    assert len(log) == 2
+    assert git(repo, "rev-parse", f"{used_on(loop, rows, used)}^{{tree}}") == git(
+        repo, "rev-parse", f"{log[0]}^{{tree}}")
+    # no confirmation of C after B failed: the run ended with B's
+    assert ex.now == 1190.0
+    # every other speculation is discarded as not used
+    for i in loop.speculator.started - loop.speculator.used:
+        assert rows[i]["outcome"] == "discarded" and "not used" in rows[i]["reason"], rows[i]
+
+
+def used_on(loop: Loop, rows: dict, seq: int) -> str:
+    """The commit a confirmation was measured on (its journal row's baseline)."""
+    return rows[seq]["baseline"]

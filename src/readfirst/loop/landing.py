@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from readfirst.core.candidate import Candidate
@@ -62,6 +62,10 @@ def candidate_tree(target: Target, cand: Candidate, res: JobResult, baseline: st
         commit = apply_candidate(ws.checkout("land", baseline), baseline, cand)
     return gitcli.tree_of(target.repo, commit)
 
+# alternatives per stacked winner: subsets of the first few winners ahead not back yet
+SPECULATIONS_PER_WINNER = 4
+SPECULATION_UNKNOWN_AHEAD = 3
+
 
 @dataclass
 class Tried:
@@ -91,8 +95,9 @@ class Pending:
     winner: Tried
     exp_id: int
     check: Tried | None = None  # its result, once back
-    alt: Speculation | None = None  # measured without the head, in case it is not kept
-    no_alt: bool = False  # its alternative tree could not be made
+    # measured without some winners ahead, in case they are not kept (most likely first)
+    alts: list[Speculation] = field(default_factory=list)
+    no_alt: bool = False  # an alternative tree could not be made
 
 
 @dataclass
@@ -184,21 +189,21 @@ class LandingQueue:
         rest, self.pending, self.tip = self.pending, [], baseline
         tip_tree = self.tree(baseline)
         for p in rest:
-            alt = p.alt
-            if alt is not None and self.tree(alt.on) == tip_tree:
+            alt = next((a for a in p.alts if self.tree(a.on) == tip_tree), None)
+            if alt is not None:
                 try:
                     self.tip = self.stacked(self.tip, p.winner)
                 except gitcli.GitError:  # cannot happen for a tree it was measured on
-                    pass
+                    alt = None
                 else:
                     tip_tree = self.tree(self.tip)
                     promoted = Pending(p.winner, alt.exp_id, alt.check)
                     self.pending.append(promoted)
                     out.promoted.append(promoted)
                     out.superseded.append(p.exp_id)
-                    continue
+            out.unused += [a for a in p.alts if a is not alt]
             if alt is not None:
-                out.unused.append(alt)
+                continue
             if p.check is not None:
                 out.back.append(p)
             else:
@@ -207,33 +212,47 @@ class LandingQueue:
 
     def unused(self, kept: Tried) -> list[Speculation]:
         """The head was kept: speculations measured without it are of no use."""
-        out = [p.alt for p in self.pending
-               if p.alt is not None and kept.exp_id in p.alt.without]
+        out = []
         for p in self.pending:
-            if p.alt in out:
-                p.alt = None
+            out += [a for a in p.alts if kept.exp_id in a.without]
+            p.alts = [a for a in p.alts if kept.exp_id not in a.without]
         return out
 
-    def speculations(self) -> list[tuple[Pending, frozenset[int]]]:
-        """The winners stacked on unconfirmed ones that want a speculative confirmation, and
-        which winners ahead to leave out: those whose confirmation already failed (they will
-        not be kept) or, when none did, the first one not back yet (it may fail). One whose
-        speculation leaves out other winners is listed again (its speculation is stale)."""
+    def impossible(self) -> list[Speculation]:
+        """Speculations off the queue that apply a winner whose confirmation failed (it
+        will not be kept), or an alternative no longer listed; off their entries."""
+        if not any(p.alts for p in self.pending):
+            return []
+        wanted = {(id(p), w) for p, w in self.speculations(every=True)}
         out = []
-        lost: set[int] = set()
-        unknown: int | None = None
         for p in self.pending:
-            without = frozenset(lost) or (frozenset({unknown}) if unknown is not None
-                                          else frozenset())
-            failed = p.check is not None and p.check.result.verdict != "improved"
-            if without and not failed and not p.no_alt and \
-                    (p.alt is None or p.alt.without != without):
-                out.append((p, without))
-            if failed:
-                lost.add(p.winner.exp_id)
-            elif p.check is None and unknown is None:
-                unknown = p.winner.exp_id
+            out += [a for a in p.alts if (id(p), a.without) not in wanted]
+            p.alts = [a for a in p.alts if (id(p), a.without) in wanted]
         return out
+
+    def speculations(self, every: bool = False) -> list[tuple[Pending, frozenset[int]]]:
+        """The winners stacked on unconfirmed ones that want a speculative confirmation, and
+        which winners ahead to leave out: always those whose confirmation already failed
+        (they will not be kept), and some of those not back yet (they may fail), fewest and
+        earliest first, up to SPECULATIONS_PER_WINNER per winner. Ranked across winners:
+        every winner's most likely alternative first. Those already measured are left out
+        (unless `every`)."""
+        ranked: list[tuple[int, int, Pending, frozenset[int]]] = []
+        lost: list[int] = []
+        unknown: list[int] = []
+        for i, p in enumerate(self.pending):
+            failed = p.check is not None and p.check.result.verdict != "improved"
+            if not failed and not p.no_alt:
+                have = {a.without for a in p.alts}
+                for rank, without in enumerate(_alternatives(lost, unknown)):
+                    if every or without not in have:
+                        ranked.append((rank, i, p, without))
+            if failed:
+                lost.append(p.winner.exp_id)
+            elif p.check is None:
+                unknown.append(p.winner.exp_id)
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        return [(p, w) for _, _, p, w in ranked]
 
     def alt_tree(self, entry: Pending, without: frozenset[int], baseline: str) -> str | None:
         """The baseline with the winners ahead of `entry` applied, but those `without`
@@ -264,10 +283,16 @@ class LandingQueue:
         """Note a speculative confirmation's result on its winner's entry; False when it is
         of no use any more."""
         for p in self.pending:
-            if p.alt is not None and p.alt.exp_id == check.exp_id:
-                p.alt.check = check
-                return True
+            for a in p.alts:
+                if a.exp_id == check.exp_id:
+                    a.check = check
+                    return True
         return False
+
+    def drop(self, exp_id: int) -> None:
+        """A speculation cancelled: off its entry (it may be started again later)."""
+        for p in self.pending:
+            p.alts = [a for a in p.alts if a.exp_id != exp_id]
 
     def owns(self, exp_id: int) -> bool:
         """Whether `exp_id` is a confirmation in the queue (or a stale one): a speculative
@@ -289,6 +314,17 @@ class LandingQueue:
             self.winners = sorted(self.winners + self.deferred, reverse=True,
                                   key=lambda t: gain(t, self.spec))
             self.deferred = []
+
+
+def _alternatives(lost: list[int], unknown: list[int]) -> list[frozenset[int]]:
+    """Which winners ahead to leave out: every failed one, and each subset (not the empty
+    one when none failed: that is the regular confirmation's tree) of the first few not back
+    yet, the most likely first (each leaves out fewer, those ahead sooner known)."""
+    heads = unknown[:SPECULATION_UNKNOWN_AHEAD]
+    subsets = [frozenset(c) for k in range(len(heads) + 1)
+               for c in itertools.combinations(heads, k)]
+    out = [frozenset(lost) | s for s in subsets if s or lost]
+    return out[:SPECULATIONS_PER_WINNER]
 
 
 def files_of(cand: Candidate) -> frozenset[str]:

@@ -118,8 +118,9 @@ def cut_off(ex: Executor, log: LoopLog, flights: Iterable[Flight], landing: Land
     for pending in landing.pending:
         if pending.check is not None:
             log.discard([pending.exp_id, pending.winner.exp_id], f"not landed: {halted}")
-        if pending.alt is not None and pending.alt.check is not None:
-            log.discard([pending.alt.exp_id], f"speculative confirmation, not used: {halted}")
+        for alt in pending.alts:
+            if alt.check is not None:
+                log.discard([alt.exp_id], f"speculative confirmation, not used: {halted}")
 
 
 def confirmed(log: LoopLog, baseline: str, winner: Tried, check: Tried) -> bool:

@@ -39,8 +39,11 @@ class Speculator:
         if lp.opts.waves or lp.halted:
             return False
         started = self._preempt()
+        for stale in lp.landing.impossible():
+            self.retire(stale.exp_id, f"{NOT_USED}: it applies a winner ahead whose "
+                        "confirmation failed, or leaves out one no longer in question")
         idle = lp.pool.idle(lp.busy_workers)
-        wanted = lp.landing.speculations() if len(lp.landing.pending) > 1 else []
+        wanted = lp.landing.speculations() if idle and len(lp.landing.pending) > 1 else []
         single = len(lp.pool.healthy()) == 1
         for pending, without in wanted:
             if not idle:
@@ -49,13 +52,10 @@ class Speculator:
             on = worker and lp.landing.alt_tree(pending, without, lp.baseline)
             if worker is None or on is None:
                 continue
-            if pending.alt is not None:  # it leaves out other winners than it should now
-                self.retire(pending.alt.exp_id, f"{NOT_USED}: the winners ahead of it left "
-                            "out are no longer the likely ones")
             idle.remove(worker)
             exp_id = lp.submit(pending.winner.cand, worker, "confirm", pending.winner, on=on,
                                speculative=True)
-            pending.alt = Speculation(exp_id, on, without)
+            pending.alts.append(Speculation(exp_id, on, without))
             self.started.add(exp_id)
             self.live.add(exp_id)
             started = True
@@ -74,9 +74,7 @@ class Speculator:
         for flight in flights:
             if not self._work_for(flight.worker):
                 continue
-            for p in lp.landing.pending:
-                if p.alt is not None and p.alt.exp_id == flight.handle.exp_id:
-                    p.alt = None  # may be speculated again later
+            lp.landing.drop(flight.handle.exp_id)  # may be speculated again later
             self.retire(flight.handle.exp_id, f"{NOT_USED}: cancelled, a regular experiment "
                         "needed its worker")
             started = lp.start_next(flight.worker) or started
