@@ -65,6 +65,7 @@ def candidate_tree(target: Target, cand: Candidate, res: JobResult, baseline: st
 # alternatives per stacked winner: subsets of the first few winners ahead not back yet
 SPECULATIONS_PER_WINNER = 4
 SPECULATION_UNKNOWN_AHEAD = 3
+SPECULATION_DEPTH = 8  # only the winners this near the head get more than one alternative
 
 
 @dataclass
@@ -244,7 +245,8 @@ class LandingQueue:
             failed = p.check is not None and p.check.result.verdict != "improved"
             if not failed and not p.no_alt:
                 have = {a.without for a in p.alts}
-                for rank, without in enumerate(_alternatives(lost, unknown)):
+                alts = _alternatives(lost, unknown)
+                for rank, without in enumerate(alts if i < SPECULATION_DEPTH else alts[:1]):
                     if every or without not in have:
                         ranked.append((rank, i, p, without))
             if failed:
