@@ -4,7 +4,8 @@ Runs `readfirst demo --workers 2` N times (each in a fresh temp dir) while a bus
 spins on one core, and prints one row per run (the two fusions' verdicts and changes, then
 each confirmation and its outcome; whether both were kept; wall time) and how many runs kept
 both fusions. Timed benchmark runs of the two workers take turns (timedlock.py); builds and
-checks run in parallel.
+checks run in parallel, and pause while the other worker's timed run runs (yielding.py: on
+2 cores, `[executor] quiet_timed_runs` "auto" turns that on).
 
 Usage: .venv/bin/python benchmarks/demo_under_load.py [--runs 10] [--no-load]
 Slow: about N minutes on a quiet 2-core machine.
