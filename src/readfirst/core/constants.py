@@ -122,6 +122,12 @@ TIMED_LOCK_LOG_AFTER = 5.0  # seconds of waiting before the holder is named in t
 TIMED_LOCK_SLACK = 30.0  # seconds beyond the step timeouts before a holder counts as stuck
 # [executor] quiet_timed_runs: how often a paused build or checks step looks at the lock
 YIELD_POLL_SECONDS = 0.02
+# speculative confirmations (loop/speculation.py): alternatives per stacked winner, made of
+# subsets of the first few winners ahead not back yet; only the winners this near the head of
+# the landing queue get more than one
+SPECULATIONS_PER_WINNER = 4
+SPECULATION_UNKNOWN_AHEAD = 3
+SPECULATION_DEPTH = 8
 
 # --- research ranking ---------------------------------------------------------------------
 PROFILE_WEIGHT = 1.0  # score += this x the inclusive share (0..1) of a hypothesis's functions

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from readfirst.core import constants as C
 from readfirst.core.candidate import Candidate
 from readfirst.core.config import Spec
 from readfirst.core.notation import format_result_change
@@ -62,11 +63,6 @@ def candidate_tree(target: Target, cand: Candidate, res: JobResult, baseline: st
         commit = apply_candidate(ws.checkout("land", baseline), baseline, cand)
     return gitcli.tree_of(target.repo, commit)
 
-# alternatives per stacked winner: subsets of the first few winners ahead not back yet
-SPECULATIONS_PER_WINNER = 4
-SPECULATION_UNKNOWN_AHEAD = 3
-SPECULATION_DEPTH = 8  # only the winners this near the head get more than one alternative
-
 
 @dataclass
 class Tried:
@@ -79,8 +75,8 @@ class Tried:
 
 @dataclass
 class Speculation:
-    """A winner stacked on an unconfirmed one, measured also on the tree it would land on
-    if the head of the queue is not kept (run only on a worker that would otherwise idle)."""
+    """A winner stacked on unconfirmed ones, measured also on the tree it would land on if
+    the winners `without` are not kept (run only on a worker that would otherwise idle)."""
 
     exp_id: int
     on: str  # the commit it is measured on: the baseline with the winners between applied
@@ -235,7 +231,7 @@ class LandingQueue:
         """The winners stacked on unconfirmed ones that want a speculative confirmation, and
         which winners ahead to leave out: always those whose confirmation already failed
         (they will not be kept), and some of those not back yet (they may fail), fewest and
-        earliest first, up to SPECULATIONS_PER_WINNER per winner. Ranked across winners:
+        earliest first, up to C.SPECULATIONS_PER_WINNER per winner. Ranked across winners:
         every winner's most likely alternative first. Those already measured are left out
         (unless `every`)."""
         ranked: list[tuple[int, int, Pending, frozenset[int]]] = []
@@ -246,7 +242,7 @@ class LandingQueue:
             if not failed and not p.no_alt:
                 have = {a.without for a in p.alts}
                 alts = _alternatives(lost, unknown)
-                for rank, without in enumerate(alts if i < SPECULATION_DEPTH else alts[:1]):
+                for rank, without in enumerate(alts if i < C.SPECULATION_DEPTH else alts[:1]):
                     if every or without not in have:
                         ranked.append((rank, i, p, without))
             if failed:
@@ -322,11 +318,11 @@ def _alternatives(lost: list[int], unknown: list[int]) -> list[frozenset[int]]:
     """Which winners ahead to leave out: every failed one, and each subset (not the empty
     one when none failed: that is the regular confirmation's tree) of the first few not back
     yet, the most likely first (each leaves out fewer, those ahead sooner known)."""
-    heads = unknown[:SPECULATION_UNKNOWN_AHEAD]
+    heads = unknown[:C.SPECULATION_UNKNOWN_AHEAD]
     subsets = [frozenset(c) for k in range(len(heads) + 1)
                for c in itertools.combinations(heads, k)]
     out = [frozenset(lost) | s for s in subsets if s or lost]
-    return out[:SPECULATIONS_PER_WINNER]
+    return out[:C.SPECULATIONS_PER_WINNER]
 
 
 def files_of(cand: Candidate) -> frozenset[str]:

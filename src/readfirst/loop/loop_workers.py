@@ -30,7 +30,7 @@ class Flight:
     baseline: str
     handle: Handle
     winner: Tried | None = None
-    speculative: bool = False  # a confirmation on the tree without the head of the queue
+    speculative: bool = False  # a confirmation on a tree without some winners ahead of it
 
 
 class WorkerPool:
