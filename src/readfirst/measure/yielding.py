@@ -49,7 +49,6 @@ class Yielder:
     def __init__(self, root: int, done: threading.Event) -> None:
         self.root, self.done = root, done
         self.ending = threading.Event()  # the step is being killed: continue it, pause no more
-        self.pauses = 0
         self._paused = 0.0
         self._since: float | None = None
         self._fd = open_lock(lock_path())
@@ -90,4 +89,3 @@ class Yielder:
             continue_pids(list(stopped))
             self._paused += time.perf_counter() - self._since
             self._since = None
-            self.pauses += 1

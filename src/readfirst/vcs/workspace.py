@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from readfirst.core.constants import JOURNAL_FILE, STATE_DIR
 from readfirst.core.errors import ConfigError
@@ -107,15 +108,14 @@ class Workspace:
     @contextmanager
     def lock_slot(self, slot: str) -> Iterator[None]:
         """One readfirst process per slot at a time."""
-        lock_dir = self.state / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{slot}.lock", "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(
-                    f"worktree slot {slot!r} is in use by another readfirst process"
-                ) from None
+        held = contextlib.ExitStack()
+        try:
+            fh = held.enter_context(self._locked(f"{slot}.lock", fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise ConfigError(
+                f"worktree slot {slot!r} is in use by another readfirst process"
+            ) from None
+        with held:
             fh.write(str(os.getpid()))
             fh.flush()
             yield
@@ -142,11 +142,18 @@ class Workspace:
     def _worktree_admin(self) -> Iterator[None]:
         """One `git worktree add/remove/prune` at a time across readfirst's processes: a prune
         run while another worker's add is half-way deletes that worktree's admin entry."""
+        with self._locked("worktree-admin.lock"):
+            yield
+
+    @contextmanager
+    def _locked(self, name: str, flags: int = 0) -> Iterator[TextIO]:
+        """An exclusive flock on `.readfirst/locks/<name>` (`flags`: fcntl.LOCK_NB to raise
+        BlockingIOError instead of waiting)."""
         lock_dir = self.state / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / "worktree-admin.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            yield
+        with open(lock_dir / name, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | flags)
+            yield fh
 
     def slots(self) -> list[Path]:
         root = self.state / "worktrees"
