@@ -17,7 +17,7 @@ import pytest
 from readfirst.loop.executors.local import LocalExecutor
 from readfirst.measure import timedlock
 from readfirst.measure.process import RunningStep
-from readfirst.measure.proctree import descendants
+from readfirst.measure.proctree import descendants, frozen
 from readfirst.measure.sandbox import policy_for, probe
 from readfirst.measure.timedlock import quiet_timed_runs, timed_run
 from readfirst.measure.yielding import ENV_QUIET
@@ -52,8 +52,10 @@ def _state(pid: int) -> str:
 
 
 def _all_stopped(step: RunningStep) -> bool:
+    """Every live process of the step stopped (or a shell blocked in vfork on a stopped
+    child: it cannot run either)."""
     below = [p for p in descendants(step.proc.pid) if _state(p) not in ("Z", "gone")]
-    return bool(below) and all(_state(p) in ("T", "t") for p in below)
+    return bool(below) and all(frozen(p) for p in below)
 
 
 def _start(tmp_path: Path, sandbox: bool, cmd: str = TICKER) -> tuple[RunningStep, Path]:
@@ -142,3 +144,23 @@ def test_local_workers_are_told_to_pause(tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
     assert LocalExecutor(ws, tmp_path / "jobs", 2, quiet_timed=True).env[ENV_QUIET] == "1"
     assert ENV_QUIET not in LocalExecutor(ws, tmp_path / "jobs", 2).env
+
+
+@pytest.mark.parametrize("sandbox", MODES)
+def test_a_daemon_the_build_leaves_pauses_with_it(tmp_path: Path, sandbox: bool) -> None:
+    """A hostile build that double-forks into a new session to keep working during another
+    worker's timed run is still below the step's keeper (or in its sandbox): it stops too."""
+    work = tmp_path / "work"
+    work.mkdir()
+    daemon = ("setsid sh -c '(while :; do echo t >> ticks; sleep 0.02; done) & exit 0' "
+              "</dev/null >/dev/null 2>&1; while [ ! -e go ]; do sleep 0.02; done")
+    step, _ = _start(tmp_path, sandbox, daemon)
+    _until(lambda: _ticks(work) >= 3, "the daemon ticks")
+    with timed_run():
+        _until(lambda: _all_stopped(step), "the build and its daemon stopped")
+        held = _ticks(work)
+        time.sleep(1.0)
+        assert _ticks(work) == held, "the daemon went on during the timed run"
+    _until(lambda: _ticks(work) > held, "the daemon continues once the lock is free")
+    (work / "go").touch()
+    assert step.wait(GIVE_UP).ok

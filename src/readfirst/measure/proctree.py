@@ -95,11 +95,21 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+def frozen(pid: int) -> bool:
+    """Whether `pid` can no longer run: stopped, a zombie, gone, or blocked in vfork on a
+    stopped child (a shell's vfork parent sleeps uninterruptibly until the child execs, so
+    its own SIGSTOP only lands after the child is continued)."""
+    state = _state(pid)
+    if state in ("T", "t", "Z", "X", "gone"):
+        return True
+    return state == "D" and any(_state(c) in ("T", "t") for c in _children_of(pid) or [])
+
+
 def _wait_stopped(pids: list[int]) -> None:
-    """Until each is stopped (it can no longer fork), a zombie, or gone."""
+    """Until each is frozen (it can no longer fork)."""
     deadline = time.monotonic() + STOP_WAIT_SECONDS
     for pid in pids:
-        while _state(pid) not in ("T", "t", "Z", "X", "gone") and time.monotonic() < deadline:
+        while not frozen(pid) and time.monotonic() < deadline:
             time.sleep(0.001)
 
 
